@@ -1,0 +1,76 @@
+"""Model files: the architecture plus the weights, loaded safely (``weights_only=True``).
+
+A model file is ``{"format": MODEL_FORMAT, "arch": UNet.arch, "state_dict": ..., "meta": {...}}``.
+Full training checkpoints (optimizer, RNG, step) live in :mod:`unet.train_state`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unet.model import UNet
+
+MODEL_FORMAT = "unet-em-model/1"
+
+
+def save_model(path: str | Path, model: UNet, meta: dict[str, Any] | None = None) -> None:
+    """Write ``model`` atomically (temporary file + rename)."""
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": MODEL_FORMAT, "arch": dict(model.arch), "state_dict": state,
+               "meta": dict(meta or {})}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint/model file with ``weights_only=True``; clear errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model/checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or foreign files
+        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict) or "arch" not in payload:
+        raise ValueError(f"{path}: not a unet-em checkpoint (no architecture record)")
+    return payload
+
+
+def load_model(path: str | Path, arch: dict[str, Any] | None = None) -> UNet:
+    """Rebuild the model stored in ``path`` (on the CPU, in eval mode).
+
+    ``arch``: if given, the stored architecture must equal it (ValueError naming the differences).
+    """
+    payload = read(path)
+    stored = dict(payload["arch"])
+    if arch is not None:
+        diff = {k: (stored.get(k), v) for k, v in arch.items() if stored.get(k) != v}
+        if diff:
+            detail = ", ".join(f"{k}: file has {a!r}, expected {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"{path}: checkpoint is for another architecture ({detail})")
+    try:
+        model = UNet(**stored)
+    except TypeError as err:
+        raise ValueError(f"{path}: unknown architecture record {stored} ({err})") from err
+    key = "state_dict" if "state_dict" in payload else "model"
+    try:
+        model.load_state_dict(payload[key])
+    except (RuntimeError, KeyError) as err:
+        raise ValueError(f"{path}: weights do not fit the architecture {stored} ({err})") from err
+    return model.eval()
+
+
+def checksum(path: str | Path) -> str:
+    """SHA-256 of a file (model provenance in prediction outputs and resume layout hashes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

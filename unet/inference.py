@@ -1,0 +1,142 @@
+"""Overlap-tile inference of one model: tile plans from the model's geometry and the forward pass.
+
+A 2D net (``model.ndim == 2``) runs on (z, y, x) volumes slice by slice: ``z`` is a batch axis
+with no context.  A 3D net convolves all three axes.  Either way a tile is planned by
+:class:`unet.geometry.TilePlan` so that stitched tiles equal one pass over the whole volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from unet.geometry import Coord, Tile, TilePlan, check_multiple, read_mirrored
+from unet.model import UNet
+from unet.normalize import to_unit
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+def spatial_axes(model: UNet) -> tuple[int, ...]:
+    """The (z, y, x) axes the model convolves: (1, 2) for a 2D net, (0, 1, 2) for a 3D net."""
+    return (1, 2) if model.ndim == 2 else (0, 1, 2)
+
+
+def net_factor(model: UNet) -> Coord:
+    """Per-axis (z, y, x) alignment that keeps all tiles on the same max-pool grid."""
+    return tuple(model.factor if ax in spatial_axes(model) else 1 for ax in range(3))
+
+
+def tile_plan(model: UNet, volume_shape: Sequence[int], block_shape: Sequence[int]) -> TilePlan:
+    """The overlap-tile plan writing ``block_shape`` blocks of a (z, y, x) volume.
+
+    Along convolved axes the block must be a multiple of the net's factor ``2^depth``; the net
+    output is the smallest valid size ``>= block`` exceeding it by an even amount.
+    """
+    block = tuple(int(b) for b in block_shape)
+    if len(block) != 3 or len(volume_shape) != 3:
+        raise ValueError(f"volume {tuple(volume_shape)} and block {block} must be (z, y, x)")
+    check_multiple(block, net_factor(model), "block shape", "the net's down-sampling factor")
+    out, inp = list(block), list(block)
+    for ax in spatial_axes(model):
+        o = model.valid_output(block[ax])
+        while (o - block[ax]) % 2:
+            o = model.valid_output(o + 1)
+        out[ax], inp[ax] = o, o + model.context
+    return TilePlan(tuple(volume_shape), block, tuple(inp), tuple(out))
+
+
+def check_context(model: UNet, volume_shape: Sequence[int], name: str = "volume") -> None:
+    """Refuse volumes smaller than the net's context along a convolved axis: mirroring would
+    invent most of every tile."""
+    for ax in spatial_axes(model):
+        if volume_shape[ax] < model.context:
+            raise ValueError(
+                f"{name} of shape {tuple(volume_shape)} is smaller than the network context "
+                f"{model.context} along axis {'zyx'[ax]}; use a shallower net (depth) or a "
+                "bigger volume"
+            )
+
+
+class Predictor:
+    """Runs ``model`` on tiles and returns foreground probabilities ``1 - p(background)``.
+
+    Parameters
+    ----------
+    model : the U-Net (moved to ``device`` and put in eval mode).
+    device : a torch device string.
+    precision : ``fp32``, or autocast to ``bf16``/``fp16`` (CUDA).
+    channels_last : use channels-last memory format (faster convolutions on GPUs).
+    """
+
+    def __init__(
+        self,
+        model: UNet,
+        device: str | torch.device = "cpu",
+        precision: Precision = "fp32",
+        channels_last: bool = False,
+    ) -> None:
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.precision = precision
+        self.memory_format = torch.preserve_format
+        if channels_last:
+            self.memory_format = (
+                torch.channels_last if model.ndim == 2 else torch.channels_last_3d
+            )
+            self.model = self.model.to(memory_format=self.memory_format)
+
+    def _autocast(self) -> Any:
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, *S_in)`` float32 -> foreground probability ``(B, *S_out)`` float32."""
+        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        with self._autocast():
+            logits = self.model(x)
+        return 1.0 - torch.softmax(logits.float(), dim=1)[:, 0]
+
+    def to_batch(self, data: np.ndarray) -> torch.Tensor:
+        """A read box ``(z, y, x)`` of normalised grey values -> the net's input batch."""
+        t = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+        return t[:, None] if self.model.ndim == 2 else t[None, None]
+
+    def from_batch(self, prob: torch.Tensor) -> np.ndarray:
+        """The net's output batch -> a ``(z, y, x)`` output box."""
+        out = prob if self.model.ndim == 2 else prob[0]
+        return out.cpu().numpy()
+
+    def predict_tile(self, array: Any, tile: Tile) -> np.ndarray:
+        """Probabilities for ``tile.write`` of ``array`` (mirror-extrapolated at its border)."""
+        data = to_unit(read_mirrored(array, tile.read))
+        out = self.from_batch(self.forward(self.to_batch(data)))
+        return out[tile.write.to_slices(relative_to=tile.output)]
+
+
+def predict_array(
+    predictor: Predictor, array: Any, block_shape: Sequence[int] | None = None
+) -> np.ndarray:
+    """Predict a whole (z, y, x) array in memory, tile by tile (single process).
+
+    ``block_shape`` defaults to one tile covering the whole array (rounded up to the factor).
+    """
+    shape = tuple(array.shape)
+    if block_shape is None:
+        f = net_factor(predictor.model)
+        block_shape = tuple(-(-s // k) * k for s, k in zip(shape, f, strict=True))
+    plan = tile_plan(predictor.model, shape, block_shape)
+    result = np.empty(shape, dtype=np.float32)
+    for tile in plan:
+        result[tile.write.to_slices()] = predictor.predict_tile(array, tile)
+    return result
+

@@ -1,0 +1,180 @@
+"""Ingest: a multi-page TIFF or a Zarr array -> a chunked, compressed OME-Zarr volume.
+
+The source is streamed slab by slab (``chunks[0]`` slices at a time), so memory stays bounded
+by one slab whatever the volume size.  Every slab is validated on the way:
+
+* raw:    2D or 3D, real numbers, no NaN/inf;
+* labels: integers >= 0; ``binary`` masks hold at most two values (ISBI: 0 membrane, 255 cell),
+          ``instances`` hold cell ids (0 = background); shape must equal the raw volume's.
+
+Output is written under ``<dst>.partial`` and renamed on success (:mod:`unet.outputs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import tifffile
+
+from unet import ngff, outputs
+from unet.geometry import Box, blocks
+
+Kind = Literal["raw", "binary", "instances"]
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How to ingest one volume.
+
+    kind : ``raw`` (EM image), ``binary`` (membrane mask) or ``instances`` (cell ids).
+    voxel_size : (z, y, x) in nanometres, written to the NGFF metadata.
+    chunks : output chunk shape (z, y, x); also the slab height used while streaming.
+    """
+
+    kind: Kind = "raw"
+    voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    chunks: tuple[int, int, int] = (1, 512, 512)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("raw", "binary", "instances"):
+            raise ValueError(f"kind must be raw, binary or instances, got {self.kind!r}")
+        if len(self.chunks) != 3 or any(int(c) <= 0 for c in self.chunks):
+            raise ValueError(f"chunks must be 3 positive ints, got {self.chunks}")
+
+
+class Source:
+    """A 3D (z, y, x) view of a TIFF file or Zarr array, read slab by slab."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no such file")
+        self._tif: tifffile.TiffFile | None = None
+        self._zarr: Any = None
+        if self.path.is_dir() or self.path.suffix == ".zarr":
+            self._zarr = ngff.open_array(self.path)
+            shape, dtype = tuple(self._zarr.shape), np.dtype(self._zarr.dtype)
+        else:
+            try:
+                self._tif = tifffile.TiffFile(self.path)
+                series = self._tif.series[0]
+                shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+            except Exception as err:  # tifffile raises many types for corrupt files
+                raise ValueError(f"{self.path}: not a readable TIFF image ({err})") from err
+        if len(shape) == 2:
+            shape = (1, *shape)
+        if len(shape) != 3:
+            raise ValueError(
+                f"{self.path}: expected a 2D image or a 3D (z, y, x) stack, got shape {shape} "
+                "(multi-channel and time series are not supported)"
+            )
+        if any(s == 0 for s in shape):
+            raise ValueError(f"{self.path}: empty image of shape {shape}")
+        self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
+        self.dtype = dtype
+
+    def read(self, box: Box) -> np.ndarray:
+        """Read the slab ``box`` (whole y-x planes are read from TIFF pages)."""
+        if self._zarr is not None:
+            return np.asarray(self._zarr[box.to_slices()]).reshape(box.shape)
+        assert self._tif is not None
+        z0, z1 = box.begin[0], box.end[0]
+        try:
+            if len(self._tif.series[0].shape) == 2:
+                data = self._tif.series[0].asarray()[None]
+            else:
+                data = self._tif.series[0].asarray(key=range(z0, z1))
+                data = data.reshape((z1 - z0, *self.shape[1:]))
+        except Exception as err:
+            raise ValueError(
+                f"{self.path}: cannot read slices {z0}..{z1 - 1} (truncated or corrupt TIFF? {err})"
+            ) from err
+        return np.asarray(data[(slice(None),) + box.to_slices()[1:]])
+
+    def slabs(self, depth: int) -> Iterator[tuple[Box, np.ndarray]]:
+        for box in blocks(self.shape, (depth, *self.shape[1:])):
+            yield box, self.read(box)
+
+    def close(self) -> None:
+        if self._tif is not None:
+            self._tif.close()
+
+
+def _validate(data: np.ndarray, kind: Kind, src: Path, box: Box, seen: set[int]) -> np.ndarray:
+    where = f"{src} (slices {box.begin[0]}..{box.end[0] - 1})"
+    if kind == "raw":
+        if data.dtype.kind not in "uif":
+            raise ValueError(f"{where}: raw images must be numeric, got dtype {data.dtype}")
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            bad = int((~np.isfinite(data)).sum())
+            raise ValueError(f"{where}: raw image holds {bad} NaN/inf values")
+        return data
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    if data.dtype.kind == "f":
+        if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
+            raise ValueError(f"{where}: labels must be whole numbers, found fractional/NaN values")
+        data = data.astype(np.int64)
+    if data.dtype.kind not in "ui":
+        raise ValueError(f"{where}: labels must be integers, got dtype {data.dtype}")
+    if data.size and data.min() < 0:
+        raise ValueError(f"{where}: labels must be >= 0, found {int(data.min())}")
+    if kind == "binary":
+        seen.update(int(v) for v in np.unique(data)[:3])
+        if len(seen) > 2:
+            raise ValueError(
+                f"{where}: a binary mask holds at most two values, found "
+                f"{sorted(seen)[:3]}... (use labels_format: instances for cell ids)"
+            )
+    return data
+
+
+def ingest(
+    src: str | Path,
+    dst: str | Path,
+    config: IngestConfig,
+    like: str | Path | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Copy ``src`` (TIFF or Zarr) into a new OME-Zarr volume ``dst``; return a summary.
+
+    ``like``: an ingested raw volume whose shape the labels must match.
+    """
+    source = Source(src)
+    try:
+        if like is not None:
+            ref = ngff.open_array(like).shape
+            if tuple(ref) != source.shape:
+                raise ValueError(
+                    f"{source.path}: labels of shape {source.shape} do not match the raw volume "
+                    f"{like} of shape {tuple(ref)}"
+                )
+        out_dtype = source.dtype if config.kind == "raw" else _label_dtype(source.dtype)
+        seen: set[int] = set()
+        with outputs.staging(dst, overwrite=overwrite) as tmp:
+            array = ngff.create(
+                tmp,
+                source.shape,
+                out_dtype,
+                config.chunks,
+                config.voxel_size,
+                attrs={"stage": "ingest", "source": str(source.path), "kind": config.kind},
+                name=Path(dst).stem,
+            )
+            for box, data in source.slabs(config.chunks[0]):
+                array[box.to_slices()] = _validate(data, config.kind, source.path, box, seen)
+    finally:
+        source.close()
+    return {"shape": source.shape, "dtype": str(out_dtype), "kind": config.kind, "dst": str(dst)}
+
+
+def _label_dtype(dtype: np.dtype) -> np.dtype:
+    if dtype == bool:
+        return np.dtype(np.uint8)
+    if dtype.kind == "f":
+        return np.dtype(np.uint32)
+    return dtype
