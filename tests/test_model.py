@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from unet.model import UNet, context, input_size, nearest_valid_inputs, output_size
+
+
+def test_paper_net_parameter_count_and_shapes() -> None:
+    net = UNet()
+    assert sum(p.numel() for p in net.parameters()) == 31_030_658
+    assert net.output_shape((572, 572)) == (388, 388)
+    assert net.input_shape((388, 388)) == (572, 572)
+    assert net.context == 184 and net.factor == 16
+
+
+@pytest.mark.parametrize(("ndim", "depth", "size"), [(2, 1, 20), (2, 2, 44), (2, 3, 92), (3, 1, 20), (3, 2, 44)])
+def test_shape_functions_match_forward(ndim: int, depth: int, size: int) -> None:
+    net = UNet(base_channels=2, depth=depth, ndim=ndim, dropout=0.0).eval()
+    for s in (size, size + 2**depth):
+        shape = (s,) * ndim
+        with torch.no_grad():
+            out = net(torch.zeros((1, 1, *shape)))
+        assert tuple(out.shape[2:]) == net.output_shape(shape)
+        assert out.shape[1] == 2
+        assert net.input_shape(net.output_shape(shape)) == shape
+        assert s - net.output_shape(shape)[0] == context(depth)
+
+
+def test_valid_sizes_step_by_factor() -> None:
+    valid = [s for s in range(1, 700) if output_size(s, 4) is not None]
+    assert valid[0] == 188 and all(b - a == 16 for a, b in zip(valid, valid[1:]))
+    assert nearest_valid_inputs(570, 4) == (556, 572)
+    assert nearest_valid_inputs(10, 4) == (0, 188)
+    assert input_size(5, 4) is None and input_size(388, 4) == 572
+
+
+def test_invalid_sizes_name_the_nearest_valid_ones() -> None:
+    net = UNet(base_channels=2)
+    with pytest.raises(ValueError, match=r"input 570x570 gives no valid output: nearest valid inputs 556, 572"):
+        net.output_shape((570, 570))
+    with pytest.raises(ValueError, match="nearest valid inputs 188"):
+        net.output_shape((100, 188))
+    with pytest.raises(ValueError, match="output 390x388 is not reachable"):
+        net.input_shape((390, 388))
+    with pytest.raises(ValueError, match="must have 2 spatial axes"):
+        net.output_shape((572, 572, 572))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"ndim": 4}, "ndim must be 2 or 3"),
+        ({"depth": 0}, "depth must be >= 1"),
+        ({"base_channels": 0}, "must be >= 1"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+    ],
+)
+def test_constructor_errors(kwargs, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        UNet(**kwargs)
+
+
+def test_gaussian_init_std_sqrt_2_over_fan_in() -> None:
+    net = UNet(base_channels=32, depth=2)
+    conv = net.downs[1].conv.block[0]  # 64 -> 128 channels, 3x3
+    fan_in = 64 * 9
+    assert abs(conv.weight.std().item() - math.sqrt(2 / fan_in)) < 0.1 * math.sqrt(2 / fan_in)
+    assert torch.count_nonzero(conv.bias) == 0
+    up = net.ups[0].up
+    assert abs(up.weight.std().item() - math.sqrt(2 / up.in_channels)) < 0.1 * math.sqrt(2 / up.in_channels)
+
+
+def test_batch_norm_and_dropout_options() -> None:
+    net = UNet(base_channels=2, depth=1, batch_norm=True, dropout=0.3)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert net.dropout.p == 0.3
+    assert net.arch["batch_norm"] is True

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unet import ngff, outputs
+
+
+def test_create_open_and_metadata(tmp_path: Path) -> None:
+    arr = ngff.create(tmp_path / "v.zarr", (4, 10, 12), np.uint8, (1, 8, 8), (50, 4, 4), attrs={"a": 1})
+    arr[:] = 7
+    assert arr.chunks == (1, 8, 8)
+    opened = ngff.open_array(tmp_path / "v.zarr")
+    assert opened.shape == (4, 10, 12) and int(opened[3, 9, 11]) == 7
+    assert ngff.voxel_size(tmp_path / "v.zarr") == (50.0, 4.0, 4.0)
+    assert ngff.attributes(tmp_path / "v.zarr")["a"] == 1
+    assert "package_version" in ngff.attributes(tmp_path / "v.zarr")
+    assert ngff.is_volume(tmp_path / "v.zarr") and not ngff.is_volume(tmp_path / "none.zarr")
+    ms = ngff.multiscales((50, 4, 4), levels=3)["multiscales"][0]
+    assert ms["datasets"][2]["coordinateTransformations"][0]["scale"] == [50.0, 16.0, 16.0]
+    assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "vox", "match"),
+    [((4, 4), (1, 1, 1), r"volumes are \(z, y, x\)"), ((1, 4, 4), (1, 0, 1), "voxel size must be")],
+)
+def test_create_errors(tmp_path: Path, shape, vox, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        ngff.create(tmp_path / "v.zarr", shape, np.uint8, (1, 4, 4), vox)
+
+
+def test_create_refuses_existing_path(tmp_path: Path) -> None:
+    (tmp_path / "v.zarr").mkdir()
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        ngff.create(tmp_path / "v.zarr", (1, 4, 4), np.uint8, (1, 4, 4), (1, 1, 1))
+
+
+def test_open_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such Zarr volume"):
+        ngff.open_array(tmp_path / "missing.zarr")
+    import zarr
+
+    zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    with pytest.raises(ValueError, match="has no array '0'"):
+        ngff.open_array(tmp_path / "g.zarr")
+
+
+def test_staging_is_atomic(tmp_path: Path) -> None:
+    dst = tmp_path / "out.zarr"
+    with pytest.raises(RuntimeError, match="boom"), outputs.staging(dst) as tmp:
+        tmp.mkdir()
+        (tmp / "half").write_text("x")
+        raise RuntimeError("boom")
+    assert not dst.exists() and not outputs.partial_path(dst).exists()
+    with outputs.staging(dst) as tmp:
+        tmp.mkdir()
+    assert dst.is_dir()
+    with pytest.raises(FileExistsError, match="refusing to overwrite"), outputs.staging(dst):
+        pass
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is not a directory"):
+        outputs.check_writable(tmp_path / "f" / "sub.zarr")

@@ -1,0 +1,155 @@
+"""Running a stage: bad input becomes one log line and exit 1, preemption exits 75."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from unet import stage, train_state
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger():
+    """``setup_logging`` replaces the root handlers (``force=True``): put pytest's back and close
+    the file handlers the test opened, so no later test logs into a stale file or stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
+def fail(err: BaseException):
+    def func(*args, **kwargs):
+        raise err
+
+    return func
+
+
+def lines(path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("labels.zarr: bad shape (3, 4)"),
+        TypeError("labels.zarr: bad dtype float64"),
+        FileNotFoundError("raw.zarr: no such Zarr volume"),
+        FileExistsError("weights.zarr: already exists"),
+        NotADirectoryError("out: is not a directory"),
+    ],
+)
+def test_bad_input_is_one_log_line_and_exit_1(tmp_path, capsys, error):
+    log_file = tmp_path / "logs" / "weights" / "isbi.log"  # parents are created
+    with pytest.raises(SystemExit) as info:
+        stage.run("weights", fail(error), 1, 2, log_file=log_file, key="value")
+    assert info.value.code == stage.EXIT_FAILED == 1
+    logged = lines(log_file)
+    assert len(logged) == 1
+    assert logged[0].endswith(f" ERROR unet.weights: weights: {error}")
+    assert "Traceback" not in log_file.read_text()
+    err = capsys.readouterr().err  # the same line goes to stderr, also without a traceback
+    assert f"weights: {error}" in err and "Traceback" not in err
+
+
+def test_log_file_is_appended(tmp_path):
+    log_file = tmp_path / "stage.log"
+    log_file.write_text("earlier run\n")
+    for message in ("first", "second"):
+        with pytest.raises(SystemExit, match="1"):
+            stage.run("predict", fail(ValueError(message)), log_file=log_file)
+    logged = lines(log_file)
+    assert len(logged) == 3 and logged[0] == "earlier run"
+    assert logged[1].endswith("predict: first") and logged[2].endswith("predict: second")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        stage.Preempted("SIGUSR1 at step 7"),
+        # the train script raises train_state's own class; it must exit 75 as well
+        train_state.Preempted("state.pt", 7, "SIGUSR1"),
+    ],
+    ids=["stage.Preempted", "train_state.Preempted"],
+)
+def test_preempted_exits_75(tmp_path, error):
+    log_file = tmp_path / "train.log"
+    with pytest.raises(SystemExit) as info:
+        stage.run("train", fail(error), log_file=log_file)
+    assert info.value.code == stage.EXIT_PREEMPTED == train_state.EXIT_PREEMPTED == 75
+    logged = lines(log_file)
+    assert len(logged) == 1
+    assert " WARNING unet.train: train: preempted, checkpoint written (" in logged[0]
+    assert str(error) in logged[0]
+    assert "Traceback" not in log_file.read_text()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("CUDA out of memory"), KeyError("missing"), ZeroDivisionError("bug")],
+)
+def test_other_exceptions_propagate(tmp_path, error):
+    log_file = tmp_path / "stage.log"
+    with pytest.raises(type(error), match=str(error).strip("'")):
+        stage.run("predict", fail(error), log_file=log_file)
+    assert log_file.read_text() == ""  # nothing logged: the traceback is the caller's
+
+
+def test_success_passes_the_return_value_through(tmp_path):
+    calls = []
+
+    def func(a, b, *, scale):
+        calls.append((a, b, scale))
+        logging.getLogger("unet.evaluate").info("scored %d slices", 3)
+        return {"score": (a + b) * scale}
+
+    log_file = tmp_path / "evaluate.log"
+    assert stage.run("evaluate", func, 1, 2, log_file=log_file, scale=10) == {"score": 30}
+    assert calls == [(1, 2, 10)]
+    logged = lines(log_file)
+    assert len(logged) == 1 and logged[0].endswith(" INFO unet.evaluate: scored 3 slices")
+
+
+def test_success_without_a_log_file(capsys):
+    assert stage.run("ingest", lambda: 42) == 42
+    with pytest.raises(SystemExit, match="1"):
+        stage.run("ingest", fail(ValueError("raw.tif: not 3D")))
+    assert "ERROR unet.ingest: ingest: raw.tif: not 3D" in capsys.readouterr().err
+
+
+def test_setup_logging_writes_file_and_stderr(tmp_path, capsys):
+    log_file = tmp_path / "a" / "b.log"
+    stage.setup_logging(log_file)
+    log = logging.getLogger("unet.test")
+    log.info("visible %s", "info")
+    log.debug("hidden debug")
+    assert lines(log_file)[0].endswith(" INFO unet.test: visible info")
+    assert "hidden debug" not in log_file.read_text()
+    err = capsys.readouterr().err
+    assert "INFO unet.test: visible info" in err and "hidden debug" not in err
+
+
+def test_setup_logging_level_and_reconfiguration(tmp_path):
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    stage.setup_logging(first)
+    stage.setup_logging(second, level=logging.DEBUG)  # replaces the first configuration
+    logging.getLogger("unet.test").debug("now visible")
+    assert first.read_text() == ""
+    assert lines(second)[0].endswith(" DEBUG unet.test: now visible")
+    root = logging.getLogger()
+    assert sum(isinstance(h, logging.FileHandler) for h in root.handlers) == 1
+
+
+def test_setup_logging_without_file_only_logs_to_stderr(tmp_path):
+    stage.setup_logging(None)
+    root = logging.getLogger()
+    assert [type(h) for h in root.handlers] == [logging.StreamHandler]
+    assert list(tmp_path.iterdir()) == []

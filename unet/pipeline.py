@@ -1,0 +1,146 @@
+"""Path-level entry points of the stages that need more than one module: open the inputs, write
+the outputs atomically (:mod:`unet.outputs`), call the computation.  Scripts and the CLI call
+these; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from unet import ngff, outputs
+from unet.evaluate import (
+    PAPER_ISBI2012,
+    EvaluateConfig,
+    evaluate,
+    write_overlay_png,
+    write_report,
+)
+from unet.slices import parse_slices
+from unet.weight_volume import weight_volume
+
+log = logging.getLogger("unet.pipeline")
+
+SCORE_KEYS = ("pixel_error", "rand_error", "warping_error", "iou", "v_rand", "v_info")
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    """Border weight maps: see :func:`unet.weights.weight_map` for w0, sigma, class_weights."""
+
+    w0: float = 10.0
+    sigma: float = 5.0
+    class_weights: Literal["balanced", "none"] = "balanced"
+    ndim: int = 2
+    block: tuple[int, int, int] = (1, 512, 512)
+
+
+def weights_stage(
+    labels_path: str | Path, out_path: str | Path, config: WeightsConfig, from_mask: bool = True
+) -> dict[str, Any]:
+    """Labels volume -> float32 weight-map volume of the same shape and chunks."""
+    labels = ngff.open_array(labels_path)
+    # a block reaching past the volume covers it whole, rounded up to a multiple of the chunks
+    # (which ngff.create clipped to the shape), so that the default suits small volumes too
+    block = tuple(
+        b if b < s else -(-s // c) * c
+        for b, c, s in zip(config.block, labels.chunks, labels.shape, strict=True)
+    )
+    with outputs.staging(out_path) as tmp:
+        out = ngff.create(
+            tmp,
+            labels.shape,
+            np.float32,
+            labels.chunks,
+            ngff.voxel_size(labels_path),
+            attrs={"stage": "weights", "labels": str(labels_path), **asdict(config)},
+        )
+        info = weight_volume(
+            labels,
+            out,
+            w0=config.w0,
+            sigma=config.sigma,
+            class_weights=None if config.class_weights == "none" else "balanced",
+            ndim=config.ndim,
+            from_mask=from_mask,
+            block_shape=block,
+        )
+        log.info("weights %s: %s", out_path, info)
+    return dict(info)
+
+
+def evaluate_stage(
+    prediction_path: str | Path,
+    labels_path: str | Path,
+    raw_path: str | Path,
+    out_json: str | Path,
+    overlay_png: str | Path,
+    report_html: str | Path,
+    config: EvaluateConfig,
+    slices: str | None,
+    dataset: str,
+    curve_png: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score the held-out ``slices`` of a prediction; write JSON, an overlay PNG and a report."""
+    for path in (out_json, overlay_png, report_html):
+        outputs.check_writable(path)
+    prob = ngff.open_array(prediction_path)
+    truth = ngff.open_array(labels_path)
+    if tuple(prob.shape) != tuple(truth.shape):
+        raise ValueError(
+            f"{prediction_path}: prediction of shape {tuple(prob.shape)} does not match the "
+            f"labels {labels_path} of shape {tuple(truth.shape)}"
+        )
+    z = parse_slices(slices or "all", truth.shape[0], name=f"{dataset} eval_slices")
+    predicted = ngff.attributes(prediction_path).get("z_range")
+    if predicted is not None and not all(predicted[0] <= i < predicted[1] for i in z):
+        raise ValueError(
+            f"{prediction_path}: eval slices {slices or 'all'} are not all predicted "
+            f"(predicted z range {predicted[0]}..{predicted[1] - 1})"
+        )
+    scores = evaluate(prob, truth, replace(config, slices=tuple(z)))
+    scores["dataset"] = dataset
+    scores["slices"] = slices or "all"
+    for path in (out_json, overlay_png, report_html):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    mid = z[len(z) // 2]
+    write_overlay_png(
+        overlay_png,
+        ngff.open_array(raw_path)[mid],
+        prob[mid],
+        truth[mid],
+        threshold=config.threshold,
+    )
+    images = {"held-out slice %d" % mid: overlay_png}
+    if curve_png is not None:
+        images["training curve"] = curve_png
+    write_report(report_html, dataset, scores, images, PAPER_ISBI2012)
+    tmp = Path(str(out_json) + ".partial")
+    tmp.write_text(json.dumps(scores, indent=2, default=float))
+    tmp.replace(out_json)  # the JSON is the rule's completion mark: written last, atomically
+    return scores
+
+
+def scores_table(json_paths: Sequence[str | Path]) -> str:
+    """A Markdown table of the scores of several datasets, with the paper's figures."""
+    rows = [json.loads(Path(p).read_text()) for p in json_paths]
+    head = "| dataset | slices | " + " | ".join(SCORE_KEYS) + " |"
+    lines = [head, "|" + "---|" * (len(SCORE_KEYS) + 2)]
+    for r in rows:
+        cells = [_fmt(r.get(k)) for k in SCORE_KEYS]
+        lines.append(f"| {r['dataset']} | {r.get('slices')} | " + " | ".join(cells) + " |")
+    paper = [_fmt(PAPER_ISBI2012.get(k)) for k in SCORE_KEYS]
+    lines.append("| paper (ISBI 2012 test set) | 0-29 | " + " | ".join(paper) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
