@@ -67,13 +67,17 @@ class Source:
                 raise ValueError(f"{self.path}: not a readable TIFF image ({err})") from err
         if len(shape) == 2:
             shape = (1, *shape)
+        problem = ""
         if len(shape) != 3:
-            raise ValueError(
-                f"{self.path}: expected a 2D image or a 3D (z, y, x) stack, got shape {shape} "
+            problem = (
+                f"expected a 2D image or a 3D (z, y, x) stack, got shape {shape} "
                 "(multi-channel and time series are not supported)"
             )
-        if any(s == 0 for s in shape):
-            raise ValueError(f"{self.path}: empty image of shape {shape}")
+        elif any(s == 0 for s in shape):
+            problem = f"empty image of shape {shape}"
+        if problem:
+            self.close()
+            raise ValueError(f"{self.path}: {problem}")
         self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
         self.dtype = dtype
 
