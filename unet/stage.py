@@ -30,6 +30,14 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
     )
 
 
+def limit_threads(threads: int) -> None:
+    """Use at most ``threads`` CPU threads in torch (the rule's ``threads``): oversubscribed
+    cores slow convolutions down many times on shared nodes."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
 def run(stage: str, func: Callable[..., Any], *args: Any, log_file: str | Path | None = None,
         **kwargs: Any) -> Any:
     """Call ``func`` as pipeline stage ``stage``; turn errors into one log line and an exit code.

@@ -1,0 +1,223 @@
+"""The ``unet`` command: every pipeline stage without Snakemake.
+
+Options that the pipeline reads from ``config/config.yaml`` can be given the same way here with
+``--config FILE`` (its ``model``, ``train``, ``predict``, ``weights`` and ``evaluate`` sections);
+explicit flags win.  Bad input gives one line ``unet <stage>: <problem>`` and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unet import __version__
+from unet.stage import run
+
+
+def _load_config(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path}: no such config file") from err
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must be a mapping of sections")
+    return data
+
+
+def _section(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """Section ``name`` of ``--config`` (empty if absent), as a fresh dict."""
+    return dict(_load_config(getattr(args, "config", None)).get(name) or {})
+
+
+def _cmd_ingest(args: argparse.Namespace) -> Any:
+    from unet.ingest import IngestConfig, ingest
+
+    config = IngestConfig(
+        kind=args.kind, voxel_size=tuple(args.voxel_size), chunks=tuple(args.chunks)
+    )
+    return ingest(args.src, args.dst, config, like=args.like, overwrite=args.overwrite)
+
+
+def _cmd_weights(args: argparse.Namespace) -> Any:
+    from unet.pipeline import WeightsConfig, weights_stage
+
+    section = _section(args, "weights")
+    for key in ("w0", "sigma", "ndim", "class_weights"):
+        if getattr(args, key) is not None:
+            section[key] = getattr(args, key)
+    if "block" in section:
+        section["block"] = tuple(section["block"])
+    return weights_stage(args.labels, args.dst, WeightsConfig(**section), not args.instances)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> Any:
+    from unet.evaluate import EvaluateConfig
+    from unet.pipeline import evaluate_stage
+
+    section = _section(args, "evaluate")
+    if args.threshold is not None:
+        section["threshold"] = args.threshold
+    if args.postprocess is not None:
+        section["postprocess"] = args.postprocess
+    if args.no_warping:
+        section["warping"] = False
+    out = Path(args.out_json)
+    stem = out.with_suffix("")
+    return evaluate_stage(
+        args.prediction,
+        args.labels,
+        args.raw or args.prediction,
+        out,
+        Path(f"{stem}-overlay.png"),
+        Path(f"{stem}-report.html"),
+        EvaluateConfig(**section),
+        args.slices,
+        args.dataset or out.parent.name or "dataset",
+    )
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from unet.train import TrainConfig
+
+    fields = {**_section(args, "model"), **_section(args, "train")}
+    for key in ("steps", "device", "precision", "seed", "workers"):
+        if getattr(args, key, None) is not None:
+            fields[key] = getattr(args, key)
+    if getattr(args, "train_slices", None) is not None:
+        fields["train_slices"] = args.train_slices
+    if getattr(args, "val_slices", None) is not None:
+        fields["val_slices"] = args.val_slices
+    return TrainConfig(**fields)
+
+
+def _cmd_train(args: argparse.Namespace) -> Any:
+    from unet.stage import limit_threads
+    from unet.train import train
+
+    if args.threads:
+        limit_threads(args.threads)
+    state = args.state or str(Path(args.out_dir) / "train_state.pt")
+    return train(args.raw, args.labels, args.weights, args.out_dir, state, _train_config(args))
+
+
+def _cmd_doctor(args: argparse.Namespace) -> Any:
+    from unet.doctor import doctor, report
+
+    volumes = {str(p): _voxels(p) for p in args.volumes}
+    result = doctor(_train_config(args), volumes=volumes or None, seconds=args.seconds)
+    print(report(result))
+    return None
+
+
+def _voxels(path: str) -> int:
+    from unet import ngff
+
+    shape = ngff.open_array(path).shape
+    return int(shape[0]) * int(shape[1]) * int(shape[2])
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int, help="data-loader processes")
+
+
+def _add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
+    if config:
+        p.add_argument("--config", help="YAML with the pipeline's sections (config/config.yaml)")
+    p.add_argument("--log", help="also log to this file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unet", description="U-Net for EM: the pipeline's stages on the command line."
+    )
+    parser.add_argument("--version", action="version", version=f"unet-em {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="TIFF/Zarr -> chunked OME-Zarr volume (validated)")
+    p.add_argument("src", help="multi-page TIFF, 2D TIFF or Zarr array")
+    p.add_argument("dst", help="new OME-Zarr volume (.zarr)")
+    p.add_argument("--kind", choices=("raw", "binary", "instances"), default="raw")
+    p.add_argument("--voxel-size", type=float, nargs=3, default=(1.0, 1.0, 1.0),
+                   metavar=("Z", "Y", "X"), help="nanometres")
+    p.add_argument("--chunks", type=int, nargs=3, default=(1, 512, 512), metavar=("Z", "Y", "X"))
+    p.add_argument("--like", help="raw volume whose shape the labels must match")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dst")
+    _add_common(p, config=False)
+    p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("weights", help="labels volume -> border weight maps (Dask)")
+    p.add_argument("labels")
+    p.add_argument("dst")
+    p.add_argument("--w0", type=float)
+    p.add_argument("--sigma", type=float)
+    p.add_argument("--ndim", type=int, choices=(2, 3))
+    p.add_argument("--class-weights", choices=("balanced", "none"))
+    p.add_argument("--instances", action="store_true", help="labels are cell ids, not a mask")
+    _add_common(p)
+    p.set_defaults(func=_cmd_weights)
+
+    p = sub.add_parser("evaluate", help="score a prediction (pixel, Rand, warping error, IoU)")
+    p.add_argument("prediction", help="prediction OME-Zarr (foreground probabilities)")
+    p.add_argument("labels", help="labels OME-Zarr")
+    p.add_argument("out_json", help="scores JSON (an overlay PNG and a report go beside it)")
+    p.add_argument("--raw", help="raw OME-Zarr for the overlay (default: the prediction)")
+    p.add_argument("--slices", help="z slices to score, e.g. 25-29 (default all)")
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--postprocess", choices=("threshold", "watershed"))
+    p.add_argument("--no-warping", action="store_true", help="skip the warping error")
+    p.add_argument("--dataset", help="name in the report")
+    _add_common(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("train", help="train a U-Net (resumes from --state after a kill)")
+    p.add_argument("raw")
+    p.add_argument("labels")
+    p.add_argument("weights")
+    p.add_argument("out_dir", help="receives model.pt, metrics.csv, curve.png")
+    p.add_argument("--state", help="training state file (default out_dir/train_state.pt)")
+    p.add_argument("--train-slices", help="e.g. 0-24 (default: all but the val slices)")
+    p.add_argument("--val-slices", help="held-out slices for pixel-error monitoring, e.g. 25-29")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    _add_train_options(p)
+    _add_common(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("doctor", help="versions, device, measured throughput, runtime estimates")
+    p.add_argument("volumes", nargs="*", help="OME-Zarr volumes to estimate prediction time for")
+    p.add_argument("--seconds", type=float, default=3.0, help="measurement budget")
+    _add_train_options(p)
+    _add_common(p)
+    p.set_defaults(func=_cmd_doctor)
+
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return parser
+
+
+_EXTRA_COMMANDS: list[Any] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result = run(args.command, args.func, args, log_file=args.log)
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
