@@ -1,0 +1,23 @@
+"""Snakemake script of rules ingest_raw / ingest_labels: see unet.ingest."""
+
+from unet.ingest import IngestConfig, ingest
+from unet.stage import run
+
+
+def main(src: str, dst: str, config: IngestConfig, like: str | None, log: str) -> None:
+    run("ingest", ingest, src, dst, config, like=like, log_file=log)
+
+
+if "snakemake" in globals():
+    sm = snakemake  # type: ignore[name-defined]  # noqa: F821
+    main(
+        src=str(sm.input.get("src", sm.input[0])),
+        dst=sm.output[0],
+        config=IngestConfig(
+            kind=sm.params.kind,
+            voxel_size=tuple(sm.params.voxel_size),
+            chunks=tuple(sm.params.chunks),
+        ),
+        like=sm.input.get("like"),
+        log=sm.log[0],
+    )

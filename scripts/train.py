@@ -1,0 +1,26 @@
+"""Snakemake script of rule train: see unet.train.train (resumes from params.state)."""
+
+from pathlib import Path
+
+from unet.stage import limit_threads, run
+from unet.train import TrainConfig, train
+
+if "snakemake" in globals():
+    sm = snakemake  # type: ignore[name-defined]  # noqa: F821
+    limit_threads(sm.threads)
+    run(
+        "train",
+        train,
+        sm.input.raw,
+        sm.input.labels,
+        sm.input.weights,
+        str(Path(sm.output.model).parent),
+        sm.params.state,
+        TrainConfig(
+            **sm.params.model,
+            **sm.params.train,
+            train_slices=sm.params.train_slices,
+            val_slices=sm.params.val_slices or (),
+        ),
+        log_file=sm.log[0],
+    )

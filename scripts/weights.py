@@ -1,0 +1,26 @@
+"""Snakemake script of rule weights: see unet.pipeline.weights_stage."""
+
+from unet.pipeline import WeightsConfig, weights_stage
+from unet.stage import run
+
+
+def main(labels: str, out: str, config: WeightsConfig, from_mask: bool, log: str) -> None:
+    run("weights", weights_stage, labels, out, config, from_mask, log_file=log)
+
+
+if "snakemake" in globals():
+    sm = snakemake  # type: ignore[name-defined]  # noqa: F821
+    p = sm.params.weights
+    main(
+        labels=sm.input[0],
+        out=sm.output[0],
+        config=WeightsConfig(
+            w0=p["w0"],
+            sigma=p["sigma"],
+            class_weights=p["class_weights"],
+            ndim=p["ndim"],
+            block=tuple(p["block"]),
+        ),
+        from_mask=sm.params.from_mask,
+        log=sm.log[0],
+    )

@@ -1,0 +1,129 @@
+"""Real Snakemake runs of the workflow on a tiny synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.workflow.conftest import REPO, snakemake, write_config
+from unet import ngff
+
+
+def _jobs(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table into {rule: count}."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
+    stats = {}
+    for line in lines[start + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        stats[parts[0]] = int(parts[1])
+    return stats
+
+
+def test_lint(workdir: Path) -> None:
+    result = snakemake(workdir, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+
+
+def test_dry_run_lists_every_stage(workdir: Path) -> None:
+    result = snakemake(workdir, "-n")
+    assert result.returncode == 0, result.stderr
+    assert _jobs(result.stdout) == {
+        "ingest_raw": 1, "ingest_labels": 1, "weights": 1, "train": 1, "predict": 1,
+        "evaluate": 1, "scores": 1, "all": 1, "total": 8,
+    }
+
+
+def test_unknown_config_key_fails_before_any_job(workdir: Path) -> None:
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["train"]["stpes"] = 10
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(workdir, "-n")
+    assert result.returncode != 0
+    assert "'stpes' was unexpected" in result.stdout + result.stderr
+
+
+def test_train_slices_without_labels_fail(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    cfg["datasets"]["tiny"]["labels"] = None
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode != 0
+    assert "datasets.tiny.train_slices is set but the dataset has no labels" in (
+        result.stdout + result.stderr
+    )
+
+
+def test_missing_raw_file_is_named(workdir: Path) -> None:
+    (workdir / "data" / "raw.tif").unlink()
+    result = snakemake(workdir, "-n")
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "raw.tif" in out and "Missing input files" in out
+
+
+@pytest.mark.slow
+def test_full_run_then_forcerun_predict(workdir: Path) -> None:
+    result = snakemake(workdir, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    res = workdir / "results" / "tiny"
+    scores = json.loads((res / "evaluation.json").read_text())
+    for key in ("pixel_error", "rand_error", "warping_error", "iou", "v_rand", "v_info"):
+        assert 0.0 <= scores[key] <= 1.0, (key, scores)
+    pred = ngff.open_array(res / "prediction.zarr")
+    assert pred.shape == (4, 96, 96) and pred.dtype.name == "uint8"
+    assert ngff.is_volume(res / "prediction.zarr")
+    assert (res / "overlay.png").stat().st_size > 0 and (res / "report.html").stat().st_size > 0
+    assert (res / "model" / "curve.png").exists()
+    assert "| tiny |" in (workdir / "results" / "scores.md").read_text()
+    assert (workdir / "logs" / "train" / "tiny.log").exists()
+
+    before = {p: p.stat().st_mtime_ns for p in (res / "model" / "model.pt", workdir / "work" / "tiny" / "weights.zarr")}
+    rerun = snakemake(workdir, "--cores", "2", "--forcerun", "predict")
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert _jobs(rerun.stderr) == {"predict": 1, "evaluate": 1, "scores": 1, "all": 1, "total": 4}
+    for path, mtime in before.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten"
+    assert json.loads((res / "evaluation.json").read_text())["pixel_error"] == scores["pixel_error"]
+
+    nothing = snakemake(workdir, "--cores", "2")
+    assert nothing.returncode == 0 and "Nothing to be done" in nothing.stderr
+
+
+@pytest.mark.slow
+def test_bad_labels_fail_with_one_clear_message(tmp_path: Path) -> None:
+    import numpy as np
+    import tifffile
+
+    write_config(tmp_path)
+    labels = tifffile.imread(tmp_path / "data" / "labels.tif")
+    tifffile.imwrite(tmp_path / "data" / "labels.tif", (labels // 64).astype(np.uint8) + np.arange(4, dtype=np.uint8)[:, None, None], photometric="minisblack")
+    result = snakemake(tmp_path, "--cores", "1", "--until", "ingest_labels")
+    assert result.returncode != 0
+    log = (tmp_path / "logs" / "ingest_labels" / "tiny.log").read_text()
+    assert "labels.tif" in log and "a binary mask holds at most two values" in log
+    assert "Traceback" not in log
+    assert not (tmp_path / "work" / "tiny" / "labels.zarr").exists()
+    assert not (tmp_path / "work" / "tiny" / "labels.zarr.partial").exists()
+
+
+def test_demo_config_is_valid() -> None:
+    """The shipped demo config passes the schema and plans every stage (dry run, repo root)."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("snakemake")
+    run = subprocess.run(
+        [str(exe), "-n", "--configfile", "config/config.yaml"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ}, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "isbi2012" in run.stdout

@@ -1,0 +1,43 @@
+# Stage 5: score held-out slices as in the paper (ISBI 2012 metrics, IoU) and report.
+
+
+rule evaluate:
+    input:
+        prediction=f"{RESULTS}/{{dataset}}/prediction.zarr",
+        labels=f"{WORK}/{{dataset}}/labels.zarr",
+        raw=f"{WORK}/{{dataset}}/raw.zarr",
+        curve=lambda w: f"{RESULTS}/{model_of(w.dataset)}/model/curve.png",
+    output:
+        scores=f"{RESULTS}/{{dataset}}/evaluation.json",
+        overlay=report(
+            f"{RESULTS}/{{dataset}}/overlay.png",
+            caption="../report/overlay.rst",
+            category="Evaluation",
+        ),
+        report=f"{RESULTS}/{{dataset}}/report.html",
+    log:
+        "logs/evaluate/{dataset}.log",
+    params:
+        evaluate=lookup(dpath="evaluate", within=config),
+        slices=lambda w: DATASETS[w.dataset]["eval_slices"],
+    threads: res("evaluate")["cpus_per_task"]
+    resources:
+        **res("evaluate"),
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/evaluate.py"
+
+
+rule scores:
+    input:
+        expand(f"{RESULTS}/{{dataset}}/evaluation.json", dataset=evaluated()),
+    output:
+        report(f"{RESULTS}/scores.md", caption="../report/scores.rst", category="Evaluation"),
+    log:
+        "logs/scores.log",
+    localrule: True
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/scores.py"

@@ -1,0 +1,42 @@
+# Stage 1: TIFF / Zarr -> chunked, compressed OME-Zarr (raw and labels).
+
+
+rule ingest_raw:
+    input:
+        lambda w: DATASETS[w.dataset]["raw"],
+    output:
+        directory(f"{WORK}/{{dataset}}/raw.zarr"),
+    log:
+        "logs/ingest_raw/{dataset}.log",
+    params:
+        kind="raw",
+        voxel_size=lambda w: DATASETS[w.dataset]["voxel_size"],
+        chunks=lookup(dpath="ingest/chunks", within=config),
+    threads: res("ingest")["cpus_per_task"]
+    resources:
+        **res("ingest"),
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/ingest.py"
+
+
+rule ingest_labels:
+    input:
+        src=lambda w: DATASETS[w.dataset]["labels"],
+        like=f"{WORK}/{{dataset}}/raw.zarr",
+    output:
+        directory(f"{WORK}/{{dataset}}/labels.zarr"),
+    log:
+        "logs/ingest_labels/{dataset}.log",
+    params:
+        kind=lambda w: DATASETS[w.dataset]["labels_format"],
+        voxel_size=lambda w: DATASETS[w.dataset]["voxel_size"],
+        chunks=lookup(dpath="ingest/chunks", within=config),
+    threads: res("ingest")["cpus_per_task"]
+    resources:
+        **res("ingest"),
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/ingest.py"
