@@ -1,4 +1,5 @@
-"""Augmentation: alignment, reproducibility, identity, shapes and dtypes, validation."""
+"""Augmentation: alignment, reproducibility, identity, shapes and dtypes, validation, and
+equality with the ``ndi.zoom`` + ``ndi.map_coordinates`` recipe it computes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from unet import augment as augment_module
 from unet.augment import AugmentConfig, augment
 
 OFF = AugmentConfig(
@@ -182,3 +184,92 @@ def test_augment_rejects_legacy_random_state():
     a = np.zeros((4, 4))
     with pytest.raises(TypeError, match="numpy.random.Generator, got RandomState"):
         augment(a, a, a, np.random.RandomState(0), OFF)  # noqa: NPY002
+
+
+@pytest.mark.parametrize(
+    ("shape", "resampled"),
+    [((23, 17), 2), ((6, 11, 9), 3), ((4, 13, 10), 2), ((1, 2, 9), 3), ((3, 1, 5), 2)],
+)
+@pytest.mark.parametrize("chunk", [2**15, 7])  # one chunk; one row per chunk
+def test_resampling_equals_map_coordinates_with_mirror(shape, resampled, chunk, monkeypatch):
+    """The gathers equal ndi.map_coordinates(mode="mirror"): order 0 (labels, weights) exactly,
+    order 3 (image) to float32 rounding; positions far outside, on half pixels and edges."""
+    monkeypatch.setattr(augment_module, "_CHUNK", chunk)
+    rng = np.random.default_rng(10)
+    spatial = shape[-resampled:]
+    positions = []
+    for n in spatial:
+        p = rng.uniform(-2.5 * n - 3, 3.5 * n + 3, spatial)
+        special = np.array([-0.5, 0.5, n - 1.5, n - 1, n - 0.5, n - 0.25, n, -n + 0.5, 2 * n])
+        p.ravel()[: special.size] = special[: p.size]
+        positions.append(p + rng.integers(-n, 2 * n, spatial) * (rng.random(spatial) < 0.2) / 2)
+    image = rng.random(shape, np.float32)
+    labels = rng.integers(-(2**40), 2**40, shape)
+    weights = rng.random(shape, np.float32)
+    factors = [(p.reshape(-1, spatial[-1]), np.eye(spatial[-1])) for p in positions]  # p @ 1
+    out = augment_module._resample(image, labels, weights, factors)
+    # the reference coordinates: every output z reads input z when only y-x is resampled
+    z = np.indices(shape)[: len(shape) - resampled]
+    coords = np.stack([*z, *(np.broadcast_to(p, shape) for p in positions)])
+    expected = [ndi.map_coordinates(a, coords, order=0, mode="mirror") for a in (labels, weights)]
+    np.testing.assert_array_equal(out[1], expected[0])
+    np.testing.assert_array_equal(out[2], expected[1])
+    cubic = ndi.map_coordinates(image, coords, order=3, mode="mirror")
+    np.testing.assert_allclose(out[0], cubic, atol=2e-6)
+    assert [a.dtype for a in out] == [np.float32, labels.dtype, np.float32]
+
+
+@pytest.mark.parametrize("shape", [(572, 572), (5, 33, 30), (2, 1)])
+def test_elastic_field_is_the_cubic_zoom_of_the_coarse_grid(shape):
+    coarse = np.random.default_rng(11).normal(0, 10, (3,) * len(shape))
+    zoomed = ndi.zoom(coarse, [s / 3 for s in shape], order=3)
+    left, right = augment_module._zoom_factors(coarse, shape)
+    np.testing.assert_allclose(left @ right, zoomed, atol=1e-12)
+
+
+def zoom_and_map_coordinates(image, labels, weights, rng, config):
+    """The recipe, spelled out: float64 coordinates of every pixel, the coarse field zoomed to
+    full size, one map_coordinates per array (grey values left out)."""
+    image = image.astype(np.float32)
+    for axis in (-2, -1):
+        if config.flips and rng.random() < 0.5:
+            image, labels, weights = (np.flip(a, axis) for a in (image, labels, weights))
+    angle = np.radians(rng.uniform(-config.rotation, config.rotation))
+    shift = rng.uniform(-config.shift, config.shift, size=2)
+    coords = np.indices(image.shape, dtype=np.float64)
+    cy, cx = ((s - 1) / 2 for s in image.shape[-2:])
+    y, x = coords[-2] - cy, coords[-1] - cx
+    coords[-2] = np.cos(angle) * y - np.sin(angle) * x + cy + shift[0]
+    coords[-1] = np.sin(angle) * y + np.cos(angle) * x + cx + shift[1]
+    field_shape = image.shape if config.elastic_3d else image.shape[-2:]
+    for axis in range(image.ndim - len(field_shape), image.ndim):
+        coarse = rng.normal(0.0, config.elastic_sigma, (config.elastic_grid,) * len(field_shape))
+        coords[axis] += ndi.zoom(coarse, [s / config.elastic_grid for s in field_shape], order=3)
+    return (
+        ndi.map_coordinates(image, coords, order=3, mode="mirror", output=np.float32),
+        *(ndi.map_coordinates(a, coords, order=0, mode="mirror") for a in (labels, weights)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "elastic_3d"), [((70, 61), False), ((5, 40, 36), False), ((6, 30, 33), True)]
+)
+def test_equals_the_zoom_and_map_coordinates_recipe(shape, elastic_3d, monkeypatch):
+    monkeypatch.setattr(augment_module, "_CHUNK", 100)  # several chunks
+    image, labels, weights = blob_sample(shape)
+    config = AugmentConfig(
+        shift=6.0,
+        elastic_3d=elastic_3d,
+        elastic_sigma=15.0,
+        brightness=(0.0, 0.0),
+        contrast=(1.0, 1.0),
+        gamma=(1.0, 1.0),
+    )
+    for seed in range(4):
+        out = augment(image, labels, weights, np.random.default_rng(seed), config)
+        expected = zoom_and_map_coordinates(
+            image, labels, weights, np.random.default_rng(seed), config
+        )
+        np.testing.assert_allclose(out[0], expected[0], atol=1e-5)
+        np.testing.assert_array_equal(out[1], expected[1])
+        np.testing.assert_array_equal(out[2], expected[2])

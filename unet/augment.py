@@ -10,10 +10,17 @@ normal displacements (standard deviation ``elastic_sigma`` px) on a coarse ``ela
 grid, upsampled to every pixel by cubic spline zoom.  The image is resampled bicubically
 (order 3), labels and weights by nearest neighbour (order 0) at the same positions; positions
 outside the array are mirrored, so there are no empty corners.
+
+This computes what ``ndi.zoom`` (field) and ``ndi.map_coordinates(mode="mirror")`` (one call per
+array) did, ~4x (572 x 572) to ~9x (3D field) faster (``bench/augment.py``): the zoom is a
+product of small matrices, the positions are built a few rows at a time, the image's spline
+coefficients are gathered at the 4 x 4 (x 4) taps, and labels and weights at the rounded
+positions (order 0, exactly).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -21,6 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 Range = tuple[float, float]
+Factors = tuple[np.ndarray, np.ndarray]  # (rows, m) @ (m, X): positions of one axis
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,7 @@ def augment(
     Parameters
     ----------
     image : (Y, X) or (Z, Y, X) grey values, normalised to [0, 1].
-    labels : labels of the same shape (any integer or bool dtype, ids below 2**53).
+    labels : labels of the same shape (any integer or bool dtype).
     weights : pixel weights of the same shape.
     rng : the random generator; the same state gives the same output.
     config : what to randomise.
@@ -110,53 +118,196 @@ def augment(
             "image, labels and weights must share a (Y, X) or (Z, Y, X) shape, got "
             f"{image.shape}, {labels.shape} and {weights.shape}"
         )
-    image, weights = image.astype(np.float32), weights.astype(np.float32)
+    image, weights = image.astype(np.float32, copy=False), weights.astype(np.float32, copy=False)
     if config.flips:
         for axis in (-2, -1):
             if rng.random() < 0.5:
                 image, labels, weights = (np.flip(a, axis) for a in (image, labels, weights))
-    coords = _coordinates(image.shape, rng, config)
-    if coords is not None:
-        image = ndi.map_coordinates(image, coords, order=3, mode="mirror", output=np.float32)
-        labels = ndi.map_coordinates(labels, coords, order=0, mode="mirror")
-        weights = ndi.map_coordinates(weights, coords, order=0, mode="mirror")
-    image = _grey_values(image, rng, config)
-    # copies: the outputs never alias the inputs, even for the identity transform
-    return np.array(image, order="C"), np.array(labels, order="C"), np.array(weights, order="C")
+    positions = _positions(image.shape, rng, config)
+    if positions is None:  # copies: the outputs never alias the inputs
+        image, labels, weights = (np.array(a, order="C") for a in (image, labels, weights))
+    else:
+        image, labels, weights = _resample(image, labels, weights, positions)
+    return _grey_values(image, rng, config), labels, weights
 
 
-def _coordinates(
+def _positions(
     shape: tuple[int, ...], rng: np.random.Generator, config: AugmentConfig
-) -> np.ndarray | None:
-    """(ndim, *shape) input positions of every output pixel, or ``None`` for the identity."""
+) -> list[Factors] | None:
+    """Input positions along the resampled axes (the last 2, or all 3 for a 3D field) as
+    float64 factors, or ``None`` for the identity: ``L @ R`` is the (rows, X) array of one
+    axis's positions, rows running over the other resampled axes, y last.
+
+    Without a 3D field the z position is the output z, so (Z, Y, X) data are resampled as a
+    stack of y-x slices: spline interpolation at an integer position returns that sample.
+    """
     angle = math.radians(rng.uniform(-config.rotation, config.rotation)) if config.rotation else 0
     shift = rng.uniform(-config.shift, config.shift, size=2) if config.shift else np.zeros(2)
     elastic = config.elastic and config.elastic_sigma > 0
     if angle == 0 and not shift.any() and not elastic:
         return None
-    coords = np.indices(shape, dtype=np.float64)
-    cy, cx = ((s - 1) / 2 for s in shape[-2:])
-    y, x = coords[-2] - cy, coords[-1] - cx
-    cos, sin = math.cos(angle), math.sin(angle)
-    coords[-2] = cos * y - sin * x + cy + shift[0]
-    coords[-1] = sin * y + cos * x + cx + shift[1]
+    (ny, nx), cos, sin = shape[-2:], math.cos(angle), math.sin(angle)
+    cy, cx = (ny - 1) / 2, (nx - 1) / 2
+    y, x, ones = np.arange(ny) - cy, np.arange(nx) - cx, np.ones(ny)
+    # R(angle) (p - c) + c + shift: per component, a y term times 1 plus 1 times an x term
+    factors = [
+        (np.stack([cos * y + (cy + shift[0]), ones], 1), np.stack([np.ones(nx), -sin * x])),
+        (np.stack([sin * y + (cx + shift[1]), ones], 1), np.stack([np.ones(nx), cos * x])),
+    ]
+    if elastic and config.elastic_3d and len(shape) == 3:
+        z = np.broadcast_to(np.arange(shape[0], dtype=np.float64)[:, None, None], (*shape[:2], 1))
+        factors = [(z, np.ones((1, nx)))] + [
+            (np.broadcast_to(a, (*shape[:2], 2)), b) for a, b in factors
+        ]
+    spatial = shape[-len(factors) :]
     if elastic:
-        field_shape = shape if config.elastic_3d else shape[-2:]
-        grid = (config.elastic_grid,) * len(field_shape)
-        zoom = [s / g for s, g in zip(field_shape, grid, strict=True)]
-        for axis in range(len(shape) - len(field_shape), len(shape)):
+        grid = (config.elastic_grid,) * len(spatial)
+        for axis, (left, right) in enumerate(factors):
             coarse = rng.normal(0.0, config.elastic_sigma, size=grid)
-            coords[axis] += ndi.zoom(coarse, zoom, order=3)  # broadcast over z for a y-x field
-    return coords
+            field_left, field_right = _zoom_factors(coarse, spatial)
+            factors[axis] = (
+                np.concatenate([left, field_left], -1),
+                np.concatenate([right, field_right]),
+            )
+    return [(left.reshape(-1, left.shape[-1]), right) for left, right in factors]
+
+
+def _zoom_factors(coarse: np.ndarray, shape: tuple[int, ...]) -> Factors:
+    """``ndi.zoom(coarse, shape / coarse.shape, order=3)`` as (..., g) @ (g, X) factors: cubic
+    spline zoom is separable and linear, so in 2D it is ``A_y @ coarse @ A_x.T``."""
+    left = coarse
+    for n in shape[:-1]:  # contract the leading coarse axis, append the fine one
+        left = np.einsum("i...,ni->...n", left, _zoom_matrix(coarse.shape[0], n))
+    return np.moveaxis(left, 0, -1), _zoom_matrix(coarse.shape[0], shape[-1]).T
+
+
+@functools.lru_cache(maxsize=64)
+def _zoom_matrix(grid: int, n: int) -> np.ndarray:
+    """(n, grid): column j is ``ndi.zoom`` of the j-th unit vector to length n."""
+    matrix = np.stack([ndi.zoom(e, n / grid, order=3) for e in np.eye(grid)], axis=1)
+    matrix.flags.writeable = False
+    return matrix
+
+
+_CHUNK = 2**15  # positions per chunk: their ~20 float temporaries stay in cache
+
+
+def _resample(
+    image: np.ndarray, labels: np.ndarray, weights: np.ndarray, factors: list[Factors]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three arrays at the positions ``L @ R`` along their last ``len(factors)`` axes
+    (leading z: kept), as ``ndi.map_coordinates(..., mode="mirror")`` with order 3 for the image
+    (up to float32 rounding) and order 0 for labels and weights (exactly), a few rows at a time.
+    """
+    k, shape = len(factors), image.shape
+    spatial = shape[-k:]
+    size, nx = math.prod(spatial), spatial[-1]
+    coef, strides = _spline_coefficients(image, k)
+    sources = [a.reshape(-1, size) for a in (labels, weights)]  # copies flipped views
+    outs = [np.empty((coef.shape[0], size), a.dtype) for a in (image, *sources)]
+    rows = max(1, _CHUNK // nx)
+    for start in range(0, size // nx, rows):
+        chunk = slice(start * nx, (start + rows) * nx)
+        # einsum, not BLAS: no thread pool contending with the data-loader workers
+        p = [
+            _mirror(np.einsum("ri,ix->rx", left[start : start + rows], right).ravel(), n)
+            for (left, right), n in zip(factors, spatial, strict=True)
+        ]
+        outs[0][:, chunk] = _cubic(coef, strides, p)
+        index = _nearest_index(p, spatial)
+        for source, out in zip(sources, outs[1:], strict=True):
+            out[:, chunk] = np.take(source, index, axis=1)
+    return outs[0].reshape(shape), outs[1].reshape(shape), outs[2].reshape(shape)
+
+
+def _mirror(p: np.ndarray, n: int) -> np.ndarray:
+    """Map positions outside [0, n - 1] into [0, n) in place, as ``mode="mirror"`` of
+    ``ndi.map_coordinates`` does, with the same float64 operations (so order 0 rounds alike).
+    Positions in (n - 1, n) stay: their taps are mirrored instead."""
+    if n == 1:
+        p[...] = 0.0
+        return p
+    period = 2 * n - 2
+    low = p < 0
+    if low.any():
+        q = p[low]
+        q += period * np.trunc(-q / period)
+        p[low] = np.where(q <= 1 - n, q + period, -q)
+    high = p > n - 1
+    if high.any():
+        q = p[high]
+        q -= period * np.trunc(q / period)
+        p[high] = np.where(q >= n, period - q, q)
+    return p
+
+
+def _nearest_index(positions: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Flat index into ``shape`` of the pixel nearest to each mirrored position (order 0)."""
+    index, stride = np.zeros((), np.intp), 1
+    for p, n in zip(positions[::-1], shape[::-1], strict=True):
+        i = np.floor(p + 0.5).astype(np.intp)  # ndimage rounds halves up
+        i[i == n] = max(n - 2, 0)  # from [n - 1/2, n): n mirrors to n - 2
+        index = index + i * stride
+        stride *= n
+    return index
+
+
+def _spline_coefficients(image: np.ndarray, k: int) -> tuple[np.ndarray, list[int]]:
+    """Cubic B-spline coefficients of ``image`` along its last k axes (float32, mirror
+    boundary), padded by 2 per axis: (B, padded size), and the padded strides in elements."""
+    axes = range(image.ndim - k, image.ndim)
+    coef = ndi.spline_filter1d(image, 3, axes[0], output=np.float32, mode="mirror")
+    for axis in axes[1:]:
+        ndi.spline_filter1d(coef, 3, axis, output=coef, mode="mirror")
+    pad = [(0, 0)] * (image.ndim - k) + [(2, 2)] * k
+    coef = np.pad(coef, pad, mode="reflect")  # reflect = ndimage's mirror on integers
+    strides = [s // coef.itemsize for s in coef.strides[-k:]]
+    return coef.reshape(-1, math.prod(coef.shape[-k:])), strides
+
+
+def _cubic(coef: np.ndarray, strides: list[int], positions: list[np.ndarray]) -> np.ndarray:
+    """(B, n) spline values at n mirrored positions, from :func:`_spline_coefficients`."""
+    base, weights = np.zeros((), np.intp), []
+    for p, stride in zip(positions, strides, strict=True):
+        floor = np.floor(p)
+        base = base + (floor.astype(np.intp) + 1) * stride  # tap floor - 1, padded by 2
+        t = (p - floor).astype(np.float32)
+        s = 1 - t
+        # taps at distance d = 1 + t, t, s, 1 + s from p: B(d) = 2/3 - d^2 + d^3 / 2 for d < 1,
+        # (2 - d)^3 / 6 for 1 <= d < 2
+        weights.append(
+            [s * s * s / 6, 2 / 3 - t * t * (1 - t / 2), 2 / 3 - s * s * (1 - s / 2), t * t * t / 6]
+        )
+
+    def tensor_sum(axis: int, offset: int) -> np.ndarray:
+        """sum_k weights[axis][k] * (the same sum over the later axes at offset + k strides)."""
+        total = np.zeros((coef.shape[0], base.size), np.float32)
+        for k, w in enumerate(weights[axis]):
+            at = offset + k * strides[axis]
+            last = axis == len(strides) - 1
+            term = np.take(coef[:, at:], base, axis=1) if last else tensor_sum(axis + 1, at)
+            term *= w
+            total += term
+        return total
+
+    return tensor_sum(0, 0)
 
 
 def _grey_values(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
-    """Gamma (on the image clipped to [0, 1]), then contrast about the mean, then brightness."""
+    """Gamma (on the image clipped to [0, 1]), then contrast about the mean, then brightness;
+    in place on a fresh float32 image."""
     if config.gamma != (1.0, 1.0):
-        image = np.clip(image, 0.0, 1.0) ** np.float32(rng.uniform(*config.gamma))
+        np.clip(image, 0.0, 1.0, out=image)
+        np.power(image, np.float32(rng.uniform(*config.gamma)), out=image)
+    scale, offset = 1.0, 0.0
     if config.contrast != (1.0, 1.0):
         mean = image.mean(dtype=np.float64)
-        image = (image - mean) * rng.uniform(*config.contrast) + mean
+        scale = rng.uniform(*config.contrast)
+        offset = mean * (1 - scale)  # (x - mean) * scale + mean
     if config.brightness != (0.0, 0.0):
-        image = image + rng.uniform(*config.brightness)
-    return image.astype(np.float32, copy=False)
+        offset += rng.uniform(*config.brightness)
+    if scale != 1.0:
+        image *= np.float32(scale)
+    if offset != 0.0:
+        image += np.float32(offset)
+    return image
