@@ -24,6 +24,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check unet scripts tests bench
+	$(BIN)/ruff format --check unet scripts tests bench
 	$(BIN)/snakefmt --check workflow
 	$(BIN)/snakemake --lint --configfile config/config.yaml -n >/dev/null
 	$(BIN)/mypy unet

@@ -1,33 +1,63 @@
-"""Snakemake script of rule predict: see unet.predict.predict_volume."""
+"""Snakemake script of rules predict / predict_shard / predict_finalize: see unet.predict."""
 
+import json
+from pathlib import Path
 from typing import Any
 
-from unet import ngff
-from unet.predict import predict_volume
+from unet import ngff, predict
 from unet.predict_config import PredictConfig
 from unet.slices import slice_range
 from unet.stage import limit_threads, run
 
 
-def main(model: str, raw: str, out: str, settings: dict[str, Any], slices: str) -> Any:
+def main(
+    step: str,
+    model: str,
+    raw: str,
+    out: str,
+    settings: dict[str, Any],
+    slices: str,
+    shard: int = 0,
+    marker: str | None = None,
+) -> Any:
+    """Run one prediction step; ``marker`` receives the step's summary (shards, prepare)."""
+    n_shards = int(settings.get("shards", 1))
     settings = {k: v for k, v in settings.items() if k != "shards"}
     for key in ("block_shape", "chunks", "tile_shape"):
         if settings.get(key) is not None:
             settings[key] = tuple(settings[key])
+    config = PredictConfig(**settings)
     z_range = slice_range(slices, ngff.open_array(raw).shape[0], "predict_slices")
-    return predict_volume(model, raw, out, PredictConfig(**settings), z_range=z_range)
+    if step == "all":
+        return predict.predict_volume(model, raw, out, config, z_range=z_range)
+    if step == "prepare":
+        layout = predict.prepare_output(model, raw, out, config, z_range=z_range)
+        result: Any = {"hash": layout.hash, **layout.record()}
+    elif step == "shard":
+        result = predict.run_shard(
+            model, raw, out, config, shard=shard, n_shards=n_shards, z_range=z_range
+        )
+    else:
+        return predict.finalize_output(out, config)
+    if marker is not None:
+        Path(marker).write_text(json.dumps(result, indent=2, default=str))
+    return result
 
 
 if "snakemake" in globals():
     sm = snakemake  # type: ignore[name-defined]  # noqa: F821
     limit_threads(sm.threads)
+    step = sm.params.step
     run(
         "predict",
         main,
+        step,
         sm.input.model,
         sm.input.raw,
-        sm.output[0],
+        sm.output[0] if step in ("all", "finalize") else sm.params.out,
         dict(sm.params.predict),
         sm.params.slices,
+        shard=int(sm.wildcards.get("shard", 0)),
+        marker=sm.output[0] if step in ("prepare", "shard") else None,
         log_file=sm.log[0],
     )

@@ -84,7 +84,10 @@ def test_tile_plan_covers_volume_once_and_aligns_reads() -> None:
         cover[tile.write.to_slices()] += 1
         assert tile.read.contains(tile.output) and tile.output.contains(tile.write)
         # all read boxes share the same phase modulo the block: same max-pool grid
-        assert all((b + m) % w == 0 for b, m, w in zip(tile.read.begin, plan.margin, plan.block_shape))
+        assert all(
+            (b + m) % w == 0
+            for b, m, w in zip(tile.read.begin, plan.margin, plan.block_shape, strict=True)
+        )
     assert (cover == 1).all()
     assert plan[23] == plan.tile((1, 3, 2))
     with pytest.raises(IndexError, match="out of range"):

@@ -17,7 +17,9 @@ def _tif(path: Path, data: np.ndarray) -> Path:
 
 def test_tiff_to_ome_zarr_roundtrip(tmp_path: Path, raw: np.ndarray, cells: np.ndarray) -> None:
     src = _tif(tmp_path / "raw.tif", raw)
-    summary = ingest(src, tmp_path / "raw.zarr", IngestConfig(voxel_size=(50, 4, 4), chunks=(2, 32, 32)))
+    summary = ingest(
+        src, tmp_path / "raw.zarr", IngestConfig(voxel_size=(50, 4, 4), chunks=(2, 32, 32))
+    )
     assert summary["shape"] == raw.shape
     out = ngff.open_array(tmp_path / "raw.zarr")
     np.testing.assert_array_equal(out[:], raw)
@@ -78,8 +80,12 @@ def test_nan_raw(tmp_path: Path) -> None:
 def test_labels_shape_mismatch(tmp_path: Path, raw: np.ndarray, cells: np.ndarray) -> None:
     ingest(_tif(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr", IngestConfig())
     with pytest.raises(ValueError, match=r"lab\.tif: labels of shape \(3, 64, 32\) do not match"):
-        ingest(_tif(tmp_path / "lab.tif", cells[:, :, :32]), tmp_path / "l.zarr",
-               IngestConfig(kind="binary"), like=tmp_path / "raw.zarr")
+        ingest(
+            _tif(tmp_path / "lab.tif", cells[:, :, :32]),
+            tmp_path / "l.zarr",
+            IngestConfig(kind="binary"),
+            like=tmp_path / "raw.zarr",
+        )
     _no_output(tmp_path, "l.zarr")
 
 

@@ -16,7 +16,9 @@ def test_paper_net_parameter_count_and_shapes() -> None:
     assert net.context == 184 and net.factor == 16
 
 
-@pytest.mark.parametrize(("ndim", "depth", "size"), [(2, 1, 20), (2, 2, 44), (2, 3, 92), (3, 1, 20), (3, 2, 44)])
+@pytest.mark.parametrize(
+    ("ndim", "depth", "size"), [(2, 1, 20), (2, 2, 44), (2, 3, 92), (3, 1, 20), (3, 2, 44)]
+)
 def test_shape_functions_match_forward(ndim: int, depth: int, size: int) -> None:
     net = UNet(base_channels=2, depth=depth, ndim=ndim, dropout=0.0).eval()
     for s in (size, size + 2**depth):
@@ -31,7 +33,7 @@ def test_shape_functions_match_forward(ndim: int, depth: int, size: int) -> None
 
 def test_valid_sizes_step_by_factor() -> None:
     valid = [s for s in range(1, 700) if output_size(s, 4) is not None]
-    assert valid[0] == 188 and all(b - a == 16 for a, b in zip(valid, valid[1:]))
+    assert valid[0] == 188 and all(b - a == 16 for a, b in zip(valid[:-1], valid[1:], strict=True))
     assert nearest_valid_inputs(570, 4) == (556, 572)
     assert nearest_valid_inputs(10, 4) == (0, 188)
     assert input_size(5, 4) is None and input_size(388, 4) == 572
@@ -39,7 +41,9 @@ def test_valid_sizes_step_by_factor() -> None:
 
 def test_invalid_sizes_name_the_nearest_valid_ones() -> None:
     net = UNet(base_channels=2)
-    with pytest.raises(ValueError, match=r"input 570x570 gives no valid output: nearest valid inputs 556, 572"):
+    with pytest.raises(
+        ValueError, match=r"input 570x570 gives no valid output: nearest valid inputs 556, 572"
+    ):
         net.output_shape((570, 570))
     with pytest.raises(ValueError, match="nearest valid inputs 188"):
         net.output_shape((100, 188))
@@ -70,7 +74,9 @@ def test_gaussian_init_std_sqrt_2_over_fan_in() -> None:
     assert abs(conv.weight.std().item() - math.sqrt(2 / fan_in)) < 0.1 * math.sqrt(2 / fan_in)
     assert torch.count_nonzero(conv.bias) == 0
     up = net.ups[0].up
-    assert abs(up.weight.std().item() - math.sqrt(2 / up.in_channels)) < 0.1 * math.sqrt(2 / up.in_channels)
+    assert abs(up.weight.std().item() - math.sqrt(2 / up.in_channels)) < 0.1 * math.sqrt(
+        2 / up.in_channels
+    )
 
 
 def test_batch_norm_and_dropout_options() -> None:

@@ -9,7 +9,9 @@ from unet import ngff, outputs
 
 
 def test_create_open_and_metadata(tmp_path: Path) -> None:
-    arr = ngff.create(tmp_path / "v.zarr", (4, 10, 12), np.uint8, (1, 8, 8), (50, 4, 4), attrs={"a": 1})
+    arr = ngff.create(
+        tmp_path / "v.zarr", (4, 10, 12), np.uint8, (1, 8, 8), (50, 4, 4), attrs={"a": 1}
+    )
     arr[:] = 7
     assert arr.chunks == (1, 8, 8)
     opened = ngff.open_array(tmp_path / "v.zarr")

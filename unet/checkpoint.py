@@ -22,8 +22,12 @@ def save_model(path: str | Path, model: UNet, meta: dict[str, Any] | None = None
     """Write ``model`` atomically (temporary file + rename)."""
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": MODEL_FORMAT, "arch": dict(model.arch), "state_dict": state,
-               "meta": dict(meta or {})}
+    payload = {
+        "format": MODEL_FORMAT,
+        "arch": dict(model.arch),
+        "state_dict": state,
+        "meta": dict(meta or {}),
+    }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -37,7 +41,9 @@ def read(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+        raise ValueError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
+        ) from err
     if not isinstance(payload, dict) or "arch" not in payload:
         raise ValueError(f"{path}: not a unet-em checkpoint (no architecture record)")
     return payload

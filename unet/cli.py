@@ -151,8 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="multi-page TIFF, 2D TIFF or Zarr array")
     p.add_argument("dst", help="new OME-Zarr volume (.zarr)")
     p.add_argument("--kind", choices=("raw", "binary", "instances"), default="raw")
-    p.add_argument("--voxel-size", type=float, nargs=3, default=(1.0, 1.0, 1.0),
-                   metavar=("Z", "Y", "X"), help="nanometres")
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs=3,
+        default=(1.0, 1.0, 1.0),
+        metavar=("Z", "Y", "X"),
+        help="nanometres",
+    )
     p.add_argument("--chunks", type=int, nargs=3, default=(1, 512, 512), metavar=("Z", "Y", "X"))
     p.add_argument("--like", help="raw volume whose shape the labels must match")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dst")

@@ -271,6 +271,15 @@ def read_mirrored(array: Any, box: Box) -> np.ndarray:
         raise ValueError(f"box {box} does not match array of shape {array.shape}")
     if volume.contains(box):
         return np.asarray(array[box.to_slices()])
+    hull_box = box.intersect(volume)
+    before = [max(0, -b) for b in box.begin]
+    after = [max(0, e - n) for e, n in zip(box.end, volume.shape, strict=True)]
+    if not hull_box.empty and all(
+        p <= s for p, s in zip(before + after, hull_box.shape * 2, strict=True)
+    ):
+        # the mirrored margins fit inside the hull: numpy's pad is ~10x faster than a gather
+        data = np.asarray(array[hull_box.to_slices()])
+        return np.pad(data, list(zip(before, after, strict=True)), mode="symmetric")
     index = [
         mirror_indices(b, e, n) for b, e, n in zip(box.begin, box.end, volume.shape, strict=True)
     ]

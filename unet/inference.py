@@ -87,10 +87,9 @@ class Predictor:
         self.precision = precision
         self.memory_format = torch.preserve_format
         if channels_last:
-            self.memory_format = (
-                torch.channels_last if model.ndim == 2 else torch.channels_last_3d
-            )
-            self.model = self.model.to(memory_format=self.memory_format)
+            self.memory_format = torch.channels_last if model.ndim == 2 else torch.channels_last_3d
+            net: Any = self.model  # torch's stubs omit Module.to(memory_format=...)
+            net.to(memory_format=self.memory_format)
 
     def _autocast(self) -> Any:
         if self.precision == "fp32":
@@ -139,4 +138,3 @@ def predict_array(
     for tile in plan:
         result[tile.write.to_slices()] = predictor.predict_tile(array, tile)
     return result
-

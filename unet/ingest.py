@@ -177,7 +177,7 @@ def ingest(
 
 
 def _label_dtype(dtype: np.dtype) -> np.dtype:
-    if dtype == bool:
+    if dtype.kind == "b":
         return np.dtype(np.uint8)
     if dtype.kind == "f":
         return np.dtype(np.uint32)

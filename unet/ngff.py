@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import zarr
@@ -112,7 +112,7 @@ def open_array(path: str | Path, level: int = 0, mode: str = "r") -> zarr.Array:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such Zarr volume")
     try:
-        node = zarr.open(str(path), mode=mode)
+        node = zarr.open(str(path), mode=cast(Literal["r", "r+", "a"], mode))
     except Exception as err:  # zarr raises several types for unreadable stores
         raise ValueError(f"{path}: not a readable Zarr store ({err})") from err
     if isinstance(node, zarr.Array):
@@ -129,7 +129,7 @@ def voxel_size(path: str | Path) -> tuple[float, float, float]:
     """Level-0 voxel size (z, y, x) from the NGFF metadata; (1, 1, 1) if there is none."""
     group = zarr.open_group(str(path), mode="r")
     try:
-        ome = dict(group.attrs["ome"])  # type: ignore[arg-type]
+        ome: Any = group.attrs["ome"]
         scale = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
         return (float(scale[0]), float(scale[1]), float(scale[2]))
     except (KeyError, IndexError, TypeError):

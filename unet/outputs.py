@@ -44,7 +44,9 @@ def remove(path: str | Path) -> None:
 
 
 @contextmanager
-def staging(path: str | Path, overwrite: bool = False, keep_partial: bool = False) -> Iterator[Path]:
+def staging(
+    path: str | Path, overwrite: bool = False, keep_partial: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path for ``path``; on success move it into place atomically.
 
     On an exception the partial output is removed (unless ``keep_partial``, used by resumable

@@ -117,7 +117,7 @@ def evaluate_stage(
         truth[mid],
         threshold=config.threshold,
     )
-    images = {"held-out slice %d" % mid: overlay_png}
+    images = {f"held-out slice {mid}": overlay_png}
     if curve_png is not None:
         images["training curve"] = curve_png
     write_report(report_html, dataset, scores, images, PAPER_ISBI2012)

@@ -38,8 +38,13 @@ def limit_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
-def run(stage: str, func: Callable[..., Any], *args: Any, log_file: str | Path | None = None,
-        **kwargs: Any) -> Any:
+def run(
+    stage: str,
+    func: Callable[..., Any],
+    *args: Any,
+    log_file: str | Path | None = None,
+    **kwargs: Any,
+) -> Any:
     """Call ``func`` as pipeline stage ``stage``; turn errors into one log line and an exit code.
 
     Bad input (ValueError, TypeError, FileNotFoundError, FileExistsError) is reported as

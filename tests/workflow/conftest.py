@@ -29,18 +29,31 @@ TINY_CONFIG: dict[str, Any] = {
     },
     "weights": {"block": [1, 48, 48]},
     "ingest": {"chunks": [1, 48, 48]},
-    "predict": {"block_shape": [1, 48, 48], "chunks": [1, 48, 48], "device": "cpu", "threads": 1,
-                "cluster": "none", "progress_seconds": 5,
-                "pyramid_levels": 2},
+    "predict": {
+        "block_shape": [1, 48, 48],
+        "chunks": [1, 48, 48],
+        "device": "cpu",
+        "threads": 1,
+        "cluster": "none",
+        "progress_seconds": 5,
+        "pyramid_levels": 2,
+    },
     "evaluate": {"warping": True},
     "resources": {
-        rule: {"mem_mb": 500, "runtime": 5, "cpus_per_task": 1, "gpu": 1 if rule in ("train", "predict") else 0}
+        rule: {
+            "mem_mb": 500,
+            "runtime": 5,
+            "cpus_per_task": 1,
+            "gpu": 1 if rule in ("train", "predict") else 0,
+        }
         for rule in ("ingest", "weights", "train", "predict", "evaluate")
     },
 }
 
 
-def write_tiny_dataset(folder: Path, shape: tuple[int, int, int] = (4, 96, 96)) -> tuple[Path, Path]:
+def write_tiny_dataset(
+    folder: Path, shape: tuple[int, int, int] = (4, 96, 96)
+) -> tuple[Path, Path]:
     """Square cells with 1-px membranes (0) and noisy grey values; returns (raw, labels) TIFFs."""
     rng = np.random.default_rng(0)
     mask = np.full(shape, 255, dtype=np.uint8)
@@ -83,8 +96,14 @@ def write_config(folder: Path, **overrides: Any) -> Path:
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     """Run the project's workflow in ``workdir`` with its config.yaml (never the demo config)."""
     cmd = [
-        str(SNAKEMAKE), "-s", str(SNAKEFILE), "--directory", str(workdir),
-        "--configfile", str(workdir / "config.yaml"), *args,
+        str(SNAKEMAKE),
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
     ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)

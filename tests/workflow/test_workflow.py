@@ -36,8 +36,15 @@ def test_dry_run_lists_every_stage(workdir: Path) -> None:
     result = snakemake(workdir, "-n")
     assert result.returncode == 0, result.stderr
     assert _jobs(result.stdout) == {
-        "ingest_raw": 1, "ingest_labels": 1, "weights": 1, "train": 1, "predict": 1,
-        "evaluate": 1, "scores": 1, "all": 1, "total": 8,
+        "ingest_raw": 1,
+        "ingest_labels": 1,
+        "weights": 1,
+        "train": 1,
+        "predict": 1,
+        "evaluate": 1,
+        "scores": 1,
+        "all": 1,
+        "total": 8,
     }
 
 
@@ -86,7 +93,10 @@ def test_full_run_then_forcerun_predict(workdir: Path) -> None:
     assert "| tiny |" in (workdir / "results" / "scores.md").read_text()
     assert (workdir / "logs" / "train" / "tiny.log").exists()
 
-    before = {p: p.stat().st_mtime_ns for p in (res / "model" / "model.pt", workdir / "work" / "tiny" / "weights.zarr")}
+    before = {
+        p: p.stat().st_mtime_ns
+        for p in (res / "model" / "model.pt", workdir / "work" / "tiny" / "weights.zarr")
+    }
     rerun = snakemake(workdir, "--cores", "2", "--forcerun", "predict")
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     assert _jobs(rerun.stderr) == {"predict": 1, "evaluate": 1, "scores": 1, "all": 1, "total": 4}
@@ -105,7 +115,11 @@ def test_bad_labels_fail_with_one_clear_message(tmp_path: Path) -> None:
 
     write_config(tmp_path)
     labels = tifffile.imread(tmp_path / "data" / "labels.tif")
-    tifffile.imwrite(tmp_path / "data" / "labels.tif", (labels // 64).astype(np.uint8) + np.arange(4, dtype=np.uint8)[:, None, None], photometric="minisblack")
+    tifffile.imwrite(
+        tmp_path / "data" / "labels.tif",
+        (labels // 64).astype(np.uint8) + np.arange(4, dtype=np.uint8)[:, None, None],
+        photometric="minisblack",
+    )
     result = snakemake(tmp_path, "--cores", "1", "--until", "ingest_labels")
     assert result.returncode != 0
     log = (tmp_path / "logs" / "ingest_labels" / "tiny.log").read_text()
@@ -123,7 +137,32 @@ def test_demo_config_is_valid() -> None:
     exe = Path(sys.executable).with_name("snakemake")
     run = subprocess.run(
         [str(exe), "-n", "--configfile", "config/config.yaml"],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ}, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ},
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "isbi2012" in run.stdout
+
+
+@pytest.mark.slow
+def test_sharded_prediction_equals_single_job(tmp_path: Path) -> None:
+    """predict.shards = 3: prepare, three shard jobs, finalize; same output as one job."""
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    write_config(single)
+    write_config(sharded)
+    cfg = yaml.safe_load((sharded / "config.yaml").read_text())
+    cfg["predict"]["shards"] = 3
+    (sharded / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for folder in (single, sharded):
+        target = str(folder / "results" / "tiny" / "prediction.zarr")
+        result = snakemake(folder, "--cores", "2", target)
+        assert result.returncode == 0, result.stderr[-4000:]
+    jobs = _jobs(snakemake(sharded, "-n", "--forcerun", "predict").stdout)
+    assert jobs["predict"] == 1 and jobs["predict_shard"] == 3 and jobs["predict_finalize"] == 1
+    a = ngff.open_array(single / "results" / "tiny" / "prediction.zarr")[:]
+    b = ngff.open_array(sharded / "results" / "tiny" / "prediction.zarr")[:]
+    assert (a == b).all()
+    assert len(list((sharded / "work" / "tiny" / "predict").glob("shard-*.json"))) == 3

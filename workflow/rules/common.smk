@@ -5,7 +5,6 @@ from snakemake.utils import validate
 
 from unet.slices import parse_slices
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
@@ -18,9 +17,13 @@ def _check_datasets():
     for name, ds in DATASETS.items():
         for key in ("train_slices", "eval_slices"):
             if ds[key] is not None and ds["labels"] is None:
-                raise ValueError(f"config: datasets.{name}.{key} is set but the dataset has no labels")
+                raise ValueError(
+                    f"config: datasets.{name}.{key} is set but the dataset has no labels"
+                )
         if ds["model"] is not None and ds["model"] not in DATASETS:
-            raise ValueError(f"config: datasets.{name}.model names unknown dataset {ds['model']!r}")
+            raise ValueError(
+                f"config: datasets.{name}.model names unknown dataset {ds['model']!r}"
+            )
         if model_of(name) not in trained():
             raise ValueError(
                 f"config: dataset {model_of(name)!r} (model of {name!r}) has no train_slices"

@@ -9,13 +9,13 @@ rule doctor:
         f"{RESULTS}/doctor.txt",
     log:
         "logs/doctor.log",
-    params:
-        model=lookup(dpath="model", within=config),
-        train=lookup(dpath="train", within=config),
+    conda:
+        "../../environment.yml"
     threads: res("train")["cpus_per_task"]
     resources:
         **{**res("train"), "runtime": 15},
-    conda:
-        "../../environment.yml"
+    params:
+        model=lookup(dpath="model", within=config),
+        train=lookup(dpath="train", within=config),
     script:
         "../../scripts/doctor.py"

@@ -17,14 +17,14 @@ rule evaluate:
         report=f"{RESULTS}/{{dataset}}/report.html",
     log:
         "logs/evaluate/{dataset}.log",
-    params:
-        evaluate=lookup(dpath="evaluate", within=config),
-        slices=lambda w: DATASETS[w.dataset]["eval_slices"],
+    conda:
+        "../../environment.yml"
     threads: res("evaluate")["cpus_per_task"]
     resources:
         **res("evaluate"),
-    conda:
-        "../../environment.yml"
+    params:
+        evaluate=lookup(dpath="evaluate", within=config),
+        slices=lambda w: DATASETS[w.dataset]["eval_slices"],
     script:
         "../../scripts/evaluate.py"
 
@@ -33,7 +33,11 @@ rule scores:
     input:
         expand(f"{RESULTS}/{{dataset}}/evaluation.json", dataset=evaluated()),
     output:
-        report(f"{RESULTS}/scores.md", caption="../report/scores.rst", category="Evaluation"),
+        report(
+            f"{RESULTS}/scores.md",
+            caption="../report/scores.rst",
+            category="Evaluation",
+        ),
     log:
         "logs/scores.log",
     localrule: True

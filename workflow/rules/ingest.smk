@@ -8,15 +8,15 @@ rule ingest_raw:
         directory(f"{WORK}/{{dataset}}/raw.zarr"),
     log:
         "logs/ingest_raw/{dataset}.log",
+    conda:
+        "../../environment.yml"
+    threads: res("ingest")["cpus_per_task"]
+    resources:
+        **res("ingest"),
     params:
         kind="raw",
         voxel_size=lambda w: DATASETS[w.dataset]["voxel_size"],
         chunks=lookup(dpath="ingest/chunks", within=config),
-    threads: res("ingest")["cpus_per_task"]
-    resources:
-        **res("ingest"),
-    conda:
-        "../../environment.yml"
     script:
         "../../scripts/ingest.py"
 
@@ -29,14 +29,14 @@ rule ingest_labels:
         directory(f"{WORK}/{{dataset}}/labels.zarr"),
     log:
         "logs/ingest_labels/{dataset}.log",
+    conda:
+        "../../environment.yml"
+    threads: res("ingest")["cpus_per_task"]
+    resources:
+        **res("ingest"),
     params:
         kind=lambda w: DATASETS[w.dataset]["labels_format"],
         voxel_size=lambda w: DATASETS[w.dataset]["voxel_size"],
         chunks=lookup(dpath="ingest/chunks", within=config),
-    threads: res("ingest")["cpus_per_task"]
-    resources:
-        **res("ingest"),
-    conda:
-        "../../environment.yml"
     script:
         "../../scripts/ingest.py"

@@ -1,21 +1,89 @@
-# Stage 4: exact overlap-tile prediction with Dask, resumable per block; optionally sharded into
-# separate (SLURM array) jobs that fill one output volume.
+# Stage 4: exact overlap-tile prediction with Dask, resumable per block. With predict.shards > 1
+# the volume is split into separate jobs (SLURM: one GPU job each, `--slurm-array-jobs`-ready)
+# that fill one output: `predict` prepares it, `predict_shard` runs block ranges,
+# `predict_finalize` checks every block, builds the pyramid and moves it into place.
 
+if config["predict"]["shards"] == 1:
 
-rule predict:
-    input:
-        unpack(predict_inputs),
-    output:
-        directory(f"{RESULTS}/{{dataset}}/prediction.zarr"),
-    log:
-        "logs/predict/{dataset}.log",
-    params:
-        predict=lookup(dpath="predict", within=config),
-        slices=lambda w: DATASETS[w.dataset]["predict_slices"],
-    threads: res("predict")["cpus_per_task"]
-    resources:
-        **res("predict"),
-    conda:
-        "../../environment.yml"
-    script:
-        "../../scripts/predict.py"
+    rule predict:
+        input:
+            unpack(predict_inputs),
+        output:
+            directory(f"{RESULTS}/{{dataset}}/prediction.zarr"),
+        log:
+            "logs/predict/{dataset}.log",
+        conda:
+            "../../environment.yml"
+        threads: res("predict")["cpus_per_task"]
+        resources:
+            **res("predict"),
+        params:
+            step="all",
+            predict=lookup(dpath="predict", within=config),
+            slices=lambda w: DATASETS[w.dataset]["predict_slices"],
+        script:
+            "../../scripts/predict.py"
+
+else:
+
+    rule predict:
+        input:
+            unpack(predict_inputs),
+        output:
+            f"{WORK}/{{dataset}}/predict/layout.json",
+        log:
+            "logs/predict/{dataset}.log",
+        conda:
+            "../../environment.yml"
+        resources:
+            **{**res("predict"), "gpu": 0},
+        params:
+            step="prepare",
+            out=lambda w: f"{RESULTS}/{w.dataset}/prediction.zarr",
+            predict=lookup(dpath="predict", within=config),
+            slices=lambda w: DATASETS[w.dataset]["predict_slices"],
+        script:
+            "../../scripts/predict.py"
+
+    rule predict_shard:
+        input:
+            unpack(predict_inputs),
+            layout=f"{WORK}/{{dataset}}/predict/layout.json",
+        output:
+            f"{WORK}/{{dataset}}/predict/shard-{{shard}}.json",
+        log:
+            "logs/predict/{dataset}-shard-{shard}.log",
+        conda:
+            "../../environment.yml"
+        threads: res("predict")["cpus_per_task"]
+        resources:
+            **res("predict"),
+        params:
+            step="shard",
+            out=lambda w: f"{RESULTS}/{w.dataset}/prediction.zarr",
+            predict=lookup(dpath="predict", within=config),
+            slices=lambda w: DATASETS[w.dataset]["predict_slices"],
+        script:
+            "../../scripts/predict.py"
+
+    rule predict_finalize:
+        input:
+            unpack(predict_inputs),
+            shards=expand(
+                f"{WORK}/{{{{dataset}}}}/predict/shard-{{shard}}.json",
+                shard=range(config["predict"]["shards"]),
+            ),
+        output:
+            directory(f"{RESULTS}/{{dataset}}/prediction.zarr"),
+        log:
+            "logs/predict/{dataset}-finalize.log",
+        conda:
+            "../../environment.yml"
+        resources:
+            **{**res("predict"), "gpu": 0},
+        params:
+            step="finalize",
+            predict=lookup(dpath="predict", within=config),
+            slices=lambda w: DATASETS[w.dataset]["predict_slices"],
+        script:
+            "../../scripts/predict.py"

@@ -16,6 +16,11 @@ rule train:
         ),
     log:
         "logs/train/{dataset}.log",
+    conda:
+        "../../environment.yml"
+    threads: res("train")["cpus_per_task"]
+    resources:
+        **res("train"),
     params:
         model=lookup(dpath="model", within=config),
         train=lookup(dpath="train", within=config),
@@ -23,10 +28,5 @@ rule train:
         val_slices=lambda w: DATASETS[w.dataset]["eval_slices"],
         # outside the declared outputs, so a retried job finds it and resumes
         state=f"{WORK}/{{dataset}}/train_state.pt",
-    threads: res("train")["cpus_per_task"]
-    resources:
-        **res("train"),
-    conda:
-        "../../environment.yml"
     script:
         "../../scripts/train.py"

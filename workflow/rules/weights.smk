@@ -8,13 +8,13 @@ rule weights:
         directory(f"{WORK}/{{dataset}}/weights.zarr"),
     log:
         "logs/weights/{dataset}.log",
-    params:
-        weights=lookup(dpath="weights", within=config),
-        from_mask=lambda w: DATASETS[w.dataset]["labels_format"] == "binary",
+    conda:
+        "../../environment.yml"
     threads: res("weights")["cpus_per_task"]
     resources:
         **res("weights"),
-    conda:
-        "../../environment.yml"
+    params:
+        weights=lookup(dpath="weights", within=config),
+        from_mask=lambda w: DATASETS[w.dataset]["labels_format"] == "binary",
     script:
         "../../scripts/weights.py"
