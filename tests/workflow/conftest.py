@@ -59,7 +59,7 @@ def write_tiny_dataset(
     mask = np.full(shape, 255, dtype=np.uint8)
     mask[:, ::24, :] = 0
     mask[:, :, ::24] = 0
-    mask[:, 30:60, 40] = 0
+    mask[:, shape[1] // 3 : shape[1] // 3 * 2, shape[2] // 2 - 8] = 0  # an extra wall
     img = np.clip(np.where(mask > 0, 170, 70) + rng.normal(0, 15, shape), 0, 255).astype(np.uint8)
     folder.mkdir(parents=True, exist_ok=True)
     raw, labels = folder / "raw.tif", folder / "labels.tif"

@@ -166,3 +166,20 @@ def test_sharded_prediction_equals_single_job(tmp_path: Path) -> None:
     b = ngff.open_array(sharded / "results" / "tiny" / "prediction.zarr")[:]
     assert (a == b).all()
     assert len(list((sharded / "work" / "tiny" / "predict").glob("shard-*.json"))) == 3
+
+
+@pytest.mark.slow
+def test_volume_smaller_than_context_fails_in_train(tmp_path: Path) -> None:
+    from tests.workflow.conftest import write_tiny_dataset
+
+    write_config(tmp_path)
+    write_tiny_dataset(tmp_path / "data", shape=(4, 30, 30))  # context of depth 2 is 40
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    cfg["weights"]["block"] = cfg["ingest"]["chunks"] = [1, 30, 30]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(tmp_path, "--cores", "1")
+    assert result.returncode != 0
+    log = (tmp_path / "logs" / "train" / "tiny.log").read_text()
+    assert "raw.zarr" in log and "smaller than the network context 40" in log
+    assert "Traceback" not in log
+    assert not (tmp_path / "results" / "tiny" / "model" / "model.pt").exists()
