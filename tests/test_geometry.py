@@ -6,6 +6,7 @@ import pytest
 from unet.geometry import (
     Box,
     TilePlan,
+    Window,
     as_coord,
     blocks,
     center_crop,
@@ -121,3 +122,22 @@ def test_blocks_tile_the_shape() -> None:
     assert len(got) == 9
     assert got[-1] == Box((4, 6), (1, 1))
     assert sum(b.size for b in got) == 35
+
+
+def test_window_is_a_lazy_sub_volume() -> None:
+    arr = np.arange(5 * 4 * 3).reshape(5, 4, 3)
+    win = Window(arr, Box((2, 1, 0), (3, 2, 3)))
+    assert win.shape == (3, 2, 3) and win.ndim == 3
+    np.testing.assert_array_equal(win[:], arr[2:5, 1:3])
+    np.testing.assert_array_equal(win[1], arr[3, 1:3])
+    np.testing.assert_array_equal(win[-1, :, 1:], arr[4, 1:3, 1:])
+    np.testing.assert_array_equal(
+        read_mirrored(win, Box((0, -1, 0), (3, 4, 3))),
+        np.pad(arr[2:5, 1:3], ((0, 0), (1, 1), (0, 0)), "symmetric"),
+    )
+    with pytest.raises(ValueError, match="not inside the array"):
+        Window(arr, Box((4, 0, 0), (2, 4, 3)))
+    with pytest.raises(ValueError, match="unit-step slices only"):
+        win[::2]
+    with pytest.raises(IndexError, match="out of range for window axis of length 3"):
+        win[3]

@@ -188,7 +188,8 @@ def test_evaluate_stage_shape_mismatch(tmp_path, cells, inputs):
     inputs["prediction_path"] = volume(tmp_path / "small.zarr", cells[:, :, :32])
     out = paths(tmp_path)
     message = (
-        f"{inputs['prediction_path']}: prediction of shape (3, 64, 32) does not match the labels "
+        f"{inputs['prediction_path']}: prediction of shape (3, 64, 32) (slices 0..2) does not "
+        "match the labels "
         f"{inputs['labels_path']} of shape (3, 64, 64)"
     )
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -198,7 +199,8 @@ def test_evaluate_stage_shape_mismatch(tmp_path, cells, inputs):
 
 @pytest.mark.parametrize("slices", ["0-1", "2", None])
 def test_evaluate_stage_slices_outside_the_predicted_range(tmp_path, cells, inputs, slices):
-    inputs["prediction_path"] = volume(tmp_path / "part.zarr", cells, z_range=[1, 2])
+    # a prediction of slices 1..1 holds only that slice (unet.predict stores its z range)
+    inputs["prediction_path"] = volume(tmp_path / "part.zarr", cells[1:2], z_range=[1, 2])
     out = paths(tmp_path)
     message = r"part\.zarr: eval slices .* are not all predicted \(predicted z range 1\.\.1\)"
     with pytest.raises(ValueError, match=message):
@@ -207,10 +209,26 @@ def test_evaluate_stage_slices_outside_the_predicted_range(tmp_path, cells, inpu
 
 
 def test_evaluate_stage_slices_inside_the_predicted_range(tmp_path, cells, inputs):
-    inputs["prediction_path"] = volume(tmp_path / "part.zarr", cells, z_range=[1, 2])
+    pred = cells[1:3].copy()
+    pred[1, 16, :] = 255  # a membrane row of slice 2 predicted as cells: 64 wrong pixels
+    inputs["prediction_path"] = volume(tmp_path / "part.zarr", pred, z_range=[1, 3])
     out = paths(tmp_path)
     scores = evaluate_stage(**inputs, **out, config=EvaluateConfig(), slices="1", dataset="isbi")
     assert scores["n_slices"] == 1 and scores["pixel_error"] == 0.0
+    out = paths(tmp_path / "b")
+    scores = evaluate_stage(**inputs, **out, config=EvaluateConfig(), slices="2", dataset="isbi")
+    assert scores["pixel_error"] == 64 / cells[2].size  # slice 2 of the labels, not slice 1
+    assert "held-out slice 2" in out["report_html"].read_text()
+
+
+def test_evaluate_stage_z_range_that_does_not_fit_the_prediction(tmp_path, cells, inputs):
+    inputs["prediction_path"] = volume(tmp_path / "part.zarr", cells, z_range=[1, 2])
+    with pytest.raises(
+        ValueError, match=r"part\.zarr: prediction of shape \(3, 64, 64\) \(slices 1\.\.1\)"
+    ):
+        evaluate_stage(
+            **inputs, **paths(tmp_path), config=EvaluateConfig(), slices="1", dataset="isbi"
+        )
 
 
 def test_evaluate_stage_without_z_range_scores_all(tmp_path, cells, inputs):

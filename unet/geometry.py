@@ -288,6 +288,40 @@ def read_mirrored(array: Any, box: Box) -> np.ndarray:
     return data[np.ix_(*[i - h.start for i, h in zip(index, hull, strict=True)])]
 
 
+class Window:
+    """A read-only view of ``array`` restricted to ``box``, indexed in the box's own coordinates
+    (ints and unit-step slices), so code written for whole arrays runs on a sub-volume without
+    loading it.
+
+    >>> w = Window(np.arange(10), Box((4,), (3,)))
+    >>> w.shape, w[1:].tolist(), int(w[-1])
+    ((3,), [5, 6], 6)
+    """
+
+    def __init__(self, array: Any, box: Box) -> None:
+        if not Box.from_shape(array.shape).contains(box):
+            raise ValueError(f"window {box} is not inside the array of shape {array.shape}")
+        self.array, self.box = array, box
+        self.shape, self.ndim, self.dtype = box.shape, box.ndim, array.dtype
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        index = index + (slice(None),) * (self.ndim - len(index))
+        out: list[int | slice] = []
+        for i, n, o in zip(index, self.shape, self.box.offset, strict=True):
+            if isinstance(i, slice):
+                start, stop, step = i.indices(n)
+                if step != 1:
+                    raise ValueError(f"Window supports unit-step slices only, got {i}")
+                out.append(slice(start + o, max(start, stop) + o))
+            else:
+                k = int(i) + n if int(i) < 0 else int(i)
+                if not 0 <= k < n:
+                    raise IndexError(f"index {i} out of range for window axis of length {n}")
+                out.append(k + o)
+        return np.asarray(self.array[tuple(out)])
+
+
 def center_crop(array: T, shape: Sequence[int]) -> T:
     """Crop the trailing ``len(shape)`` axes of a numpy array or torch tensor to ``shape``,
     centred (as the skip connections and the loss need). Differences must be even."""

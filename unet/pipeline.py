@@ -22,6 +22,7 @@ from unet.evaluate import (
     write_overlay_png,
     write_report,
 )
+from unet.geometry import Box, Window
 from unet.slices import parse_slices
 from unet.weight_volume import weight_volume
 
@@ -91,33 +92,32 @@ def evaluate_stage(
     for path in (out_json, overlay_png, report_html):
         outputs.check_writable(path)
     prob = ngff.open_array(prediction_path)
-    truth = ngff.open_array(labels_path)
-    if tuple(prob.shape) != tuple(truth.shape):
-        raise ValueError(
-            f"{prediction_path}: prediction of shape {tuple(prob.shape)} does not match the "
-            f"labels {labels_path} of shape {tuple(truth.shape)}"
-        )
+    truth: Any = ngff.open_array(labels_path)
+    raw: Any = ngff.open_array(raw_path)
     z = parse_slices(slices or "all", truth.shape[0], name=f"{dataset} eval_slices")
-    predicted = ngff.attributes(prediction_path).get("z_range")
-    if predicted is not None and not all(predicted[0] <= i < predicted[1] for i in z):
+    z0, z1 = ngff.attributes(prediction_path).get("z_range") or (0, truth.shape[0])
+    if tuple(prob.shape) != (z1 - z0, *truth.shape[1:]):
+        raise ValueError(
+            f"{prediction_path}: prediction of shape {tuple(prob.shape)} (slices {z0}..{z1 - 1}) "
+            f"does not match the labels {labels_path} of shape {tuple(truth.shape)}"
+        )
+    if not all(z0 <= i < z1 for i in z):
         raise ValueError(
             f"{prediction_path}: eval slices {slices or 'all'} are not all predicted "
-            f"(predicted z range {predicted[0]}..{predicted[1] - 1})"
+            f"(predicted z range {z0}..{z1 - 1})"
         )
+    if (z0, z1) != (0, truth.shape[0]):  # score the predicted sub-stack against its labels
+        window = Box((z0, 0, 0), tuple(prob.shape))
+        truth, raw = Window(truth, window), Window(raw, window)
+        z = [i - z0 for i in z]
     scores = evaluate(prob, truth, replace(config, slices=tuple(z)))
     scores["dataset"] = dataset
     scores["slices"] = slices or "all"
     for path in (out_json, overlay_png, report_html):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     mid = z[len(z) // 2]
-    write_overlay_png(
-        overlay_png,
-        ngff.open_array(raw_path)[mid],
-        prob[mid],
-        truth[mid],
-        threshold=config.threshold,
-    )
-    images = {f"held-out slice {mid}": overlay_png}
+    write_overlay_png(overlay_png, raw[mid], prob[mid], truth[mid], threshold=config.threshold)
+    images = {f"held-out slice {mid + z0}": overlay_png}
     if curve_png is not None:
         images["training curve"] = curve_png
     write_report(report_html, dataset, scores, images, PAPER_ISBI2012)

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from unet.augment import AugmentConfig, augment
-from unet.geometry import Box, read_mirrored
+from unet.geometry import Box, Window, read_mirrored
 from unet.normalize import to_unit
 from unet.train_state import ignore_signals
 
@@ -166,7 +166,9 @@ class PatchDataset(Dataset[Sample]):
         z0, box, rng = self.box(index)
         region = len(self.slices) if self.ndim == 3 else 1
         raw, labels, weights = (
-            read_mirrored(_ZWindow(a, z0, region), box).reshape(self.input_shape)
+            read_mirrored(Window(a, Box((z0, 0, 0), (region, *a.shape[1:]))), box).reshape(
+                self.input_shape
+            )
             for a in self.arrays
         )
         image = to_unit(raw)
@@ -179,19 +181,6 @@ class PatchDataset(Dataset[Sample]):
             torch.from_numpy(classes.astype(np.int64)),
             torch.from_numpy(np.ascontiguousarray(weights)),
         )
-
-
-class _ZWindow:
-    """The slices ``[z0, z0 + n)`` of a (z, y, x) array, as an array of its own (for mirroring
-    at the borders of the training region)."""
-
-    def __init__(self, array: Any, z0: int, n: int) -> None:
-        self.array, self.z0 = array, z0
-        self.shape = (n, *array.shape[1:])
-
-    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
-        z = index[0]
-        return np.asarray(self.array[(slice(z.start + self.z0, z.stop + self.z0), *index[1:])])
 
 
 def patch_loader(

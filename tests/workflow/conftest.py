@@ -81,7 +81,7 @@ def write_config(folder: Path, **overrides: Any) -> Path:
                 "voxel_size": [50, 4, 4],
                 "train_slices": "0-2",
                 "eval_slices": "3",
-                "predict_slices": "all",
+                "predict_slices": "2-3",
             }
         },
         **{k: dict(v) for k, v in TINY_CONFIG.items()},
