@@ -302,7 +302,8 @@ class Window:
         if not Box.from_shape(array.shape).contains(box):
             raise ValueError(f"window {box} is not inside the array of shape {array.shape}")
         self.array, self.box = array, box
-        self.shape, self.ndim, self.dtype = box.shape, box.ndim, array.dtype
+        self.shape, self.ndim = box.shape, box.ndim
+        self.dtype = getattr(array, "dtype", None)
 
     def __getitem__(self, index: Any) -> np.ndarray:
         index = index if isinstance(index, tuple) else (index,)
