@@ -119,6 +119,53 @@ def _cmd_doctor(args: argparse.Namespace) -> Any:
     return None
 
 
+def _cmd_predict(args: argparse.Namespace) -> Any:
+    from unet import ngff
+    from unet.predict import predict_volume
+    from unet.predict_config import PredictConfig
+    from unet.slices import slice_range
+
+    section = _section(args, "predict")
+    section.pop("shards", None)
+    for key in ("device", "precision", "workers", "threads", "cluster"):
+        if getattr(args, key) is not None:
+            section[key] = getattr(args, key)
+    if args.overwrite:
+        section["overwrite"] = True
+    for key in ("block_shape", "chunks", "tile_shape"):
+        if section.get(key) is not None:
+            section[key] = tuple(section[key])
+    z_range = slice_range(args.slices, ngff.open_array(args.raw).shape[0], "--slices")
+    return predict_volume(args.model, args.raw, args.out, PredictConfig(**section), z_range=z_range)
+
+
+def _cmd_curve(args: argparse.Namespace) -> Any:
+    import csv
+
+    from unet.curves import time_to_error
+
+    path = Path(args.metrics)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such metrics file")
+    try:
+        with open(path, newline="") as fh:
+            rows: list[dict[str, Any]] = [
+                {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+                for row in csv.DictReader(fh)
+            ]
+    except (UnicodeDecodeError, csv.Error, ValueError) as err:
+        raise ValueError(f"{path}: not a metrics.csv written by unet train ({err})") from err
+    if not rows or "val_pixel_error" not in rows[0]:
+        raise ValueError(f"{path}: not a metrics.csv written by unet train")
+    checked = [r for r in rows if r["val_pixel_error"] is not None]
+    return {
+        "steps": int(rows[-1]["step"]),
+        "seconds": rows[-1]["seconds"],
+        "best_val_pixel_error": min((r["val_pixel_error"] for r in checked), default=None),
+        f"seconds_to_val_pixel_error_le_{args.error}": time_to_error(rows, args.error),
+    }
+
+
 def _voxels(path: str) -> int:
     from unet import ngff
 
@@ -209,12 +256,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=_cmd_doctor)
 
-    for extra in _EXTRA_COMMANDS:
-        extra(sub)
+    p = sub.add_parser("predict", help="exact overlap-tile prediction (Dask, resumable)")
+    p.add_argument("model", help="model.pt written by unet train")
+    p.add_argument("raw", help="raw OME-Zarr volume")
+    p.add_argument("out", help="new prediction OME-Zarr (resumes an interrupted one)")
+    p.add_argument("--slices", help="one z range, e.g. 25-29 (default all)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--cluster", help="local, none, slurm or a scheduler address")
+    p.add_argument("--workers", type=int, help="Dask workers (one per GPU)")
+    p.add_argument("--threads", type=int, help="torch threads per worker")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _add_common(p)
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("curve", help="summarise metrics.csv: time to a held-out pixel error")
+    p.add_argument("metrics", help="metrics.csv of a training run")
+    p.add_argument("--error", type=float, default=0.08, help="pixel error to reach")
+    _add_common(p, config=False)
+    p.set_defaults(func=_cmd_curve)
+
     return parser
-
-
-_EXTRA_COMMANDS: list[Any] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,156 @@
+"""The `unet` command end to end on a tiny dataset, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import yaml
+
+from unet import ngff
+from unet.cli import main
+
+CONFIG = {
+    "model": {"base_channels": 2, "depth": 1, "dropout": 0.0},
+    "train": {"output_tile": [24, 24], "steps": 3, "workers": 0, "device": "cpu", "log_every": 1},
+    "predict": {
+        "block_shape": [1, 32, 32],
+        "chunks": [1, 32, 32],
+        "cluster": "none",
+        "device": "cpu",
+        "pyramid_levels": 1,
+    },
+    "weights": {"block": [1, 64, 64]},
+}
+
+
+@pytest.fixture
+def files(tmp_path: Path, raw: np.ndarray, cells: np.ndarray) -> Path:
+    tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "labels.tif", cells, photometric="minisblack")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    return tmp_path
+
+
+def test_every_stage_from_the_command_line(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = files
+    cfg = str(d / "config.yaml")
+    assert (
+        main(
+            [
+                "ingest",
+                str(d / "raw.tif"),
+                str(d / "raw.zarr"),
+                "--voxel-size",
+                "50",
+                "4",
+                "4",
+                "--chunks",
+                "1",
+                "64",
+                "64",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "ingest",
+                str(d / "labels.tif"),
+                str(d / "labels.zarr"),
+                "--kind",
+                "binary",
+                "--like",
+                str(d / "raw.zarr"),
+                "--chunks",
+                "1",
+                "64",
+                "64",
+            ]
+        )
+        == 0
+    )
+    assert main(["weights", str(d / "labels.zarr"), str(d / "weights.zarr"), "--config", cfg]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(d / "raw.zarr"),
+                str(d / "labels.zarr"),
+                str(d / "weights.zarr"),
+                str(d / "model"),
+                "--config",
+                cfg,
+                "--train-slices",
+                "0-1",
+                "--val-slices",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert (d / "model" / "model.pt").is_file() and (d / "model" / "curve.png").is_file()
+    assert (
+        main(
+            [
+                "predict",
+                str(d / "model" / "model.pt"),
+                str(d / "raw.zarr"),
+                str(d / "pred.zarr"),
+                "--config",
+                cfg,
+                "--slices",
+                "1-2",
+            ]
+        )
+        == 0
+    )
+    assert ngff.open_array(d / "pred.zarr").shape == (2, 64, 64)
+    assert (
+        main(
+            [
+                "evaluate",
+                str(d / "pred.zarr"),
+                str(d / "labels.zarr"),
+                str(d / "scores.json"),
+                "--raw",
+                str(d / "raw.zarr"),
+                "--slices",
+                "2",
+            ]
+        )
+        == 0
+    )
+    scores = json.loads((d / "scores.json").read_text())
+    assert 0 <= scores["pixel_error"] <= 1 and (d / "scores-report.html").is_file()
+    capsys.readouterr()
+    assert main(["curve", str(d / "model" / "metrics.csv"), "--error", "1.0"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 3 and summary["seconds_to_val_pixel_error_le_1.0"] is not None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ingest", "{d}/missing.tif", "{d}/x.zarr"], "missing.tif: no such file"),
+        (["ingest", "{d}/raw.tif", "{d}/config.yaml"], "config.yaml: output already exists"),
+        (["weights", "{d}/nope.zarr", "{d}/w.zarr"], "nope.zarr: no such Zarr volume"),
+        (["curve", "{d}/raw.tif"], "not a metrics.csv"),
+        (
+            ["weights", "{d}/nope.zarr", "{d}/w.zarr", "--config", "{d}/none.yaml"],
+            "none.yaml: no such config file",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(
+    files: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.format(d=files) for a in argv])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
