@@ -107,6 +107,10 @@ def test_full_run_then_forcerun_predict(workdir: Path) -> None:
     nothing = snakemake(workdir, "--cores", "2")
     assert nothing.returncode == 0 and "Nothing to be done" in nothing.stderr
 
+    report = snakemake(workdir, "--report", str(workdir / "report.html"))
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "curve.png" in (workdir / "report.html").read_text()
+
 
 @pytest.mark.slow
 def test_bad_labels_fail_with_one_clear_message(tmp_path: Path) -> None:
