@@ -1,29 +1,42 @@
 """Snakemake script of rule evaluate: see unet.pipeline.evaluate_stage."""
 
+from typing import Any
+
 from unet.evaluate import EvaluateConfig
 from unet.pipeline import evaluate_stage
 from unet.stage import run
 
+
+def main(inputs: Any, outputs: Any, settings: dict[str, Any], slices: str, dataset: str) -> Any:
+    config = EvaluateConfig(
+        threshold=settings["threshold"],
+        postprocess=settings["postprocess"],
+        seed_threshold=settings["seed_threshold"],
+        warping=settings["warping"],
+    )
+    return evaluate_stage(
+        inputs.prediction,
+        inputs.labels,
+        inputs.raw,
+        outputs.scores,
+        outputs.overlay,
+        outputs.report,
+        config,
+        slices,
+        dataset,
+        curve_png=inputs.curve,
+    )
+
+
 if "snakemake" in globals():
     sm = snakemake  # type: ignore[name-defined]  # noqa: F821
-    p = sm.params.evaluate
     run(
         "evaluate",
-        evaluate_stage,
-        sm.input.prediction,
-        sm.input.labels,
-        sm.input.raw,
-        sm.output.scores,
-        sm.output.overlay,
-        sm.output.report,
-        EvaluateConfig(
-            threshold=p["threshold"],
-            postprocess=p["postprocess"],
-            seed_threshold=p["seed_threshold"],
-            warping=p["warping"],
-        ),
+        main,
+        sm.input,
+        sm.output,
+        dict(sm.params.evaluate),
         sm.params.slices,
         sm.wildcards.dataset,
-        curve_png=sm.input.curve,
         log_file=sm.log[0],
     )

@@ -3,11 +3,15 @@
 from pathlib import Path
 
 from unet.pipeline import scores_table
-from unet.stage import setup_logging
+from unet.stage import run
+
+
+def main(inputs: list[str], out: str) -> None:
+    table = scores_table(inputs)
+    Path(out).write_text(table)
+    print(table)
+
 
 if "snakemake" in globals():
     sm = snakemake  # type: ignore[name-defined]  # noqa: F821
-    setup_logging(sm.log[0])
-    table = scores_table(list(sm.input))
-    Path(sm.output[0]).write_text(table)
-    print(table)
+    run("scores", main, list(sm.input), sm.output[0], log_file=sm.log[0])
