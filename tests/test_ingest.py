@@ -118,3 +118,16 @@ def test_config_errors() -> None:
         IngestConfig(kind="rgb")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="chunks must be 3 positive ints"):
         IngestConfig(chunks=(0, 1, 1))
+
+
+def test_non_numeric_raw_and_empty_image(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"raw images must be numeric, got dtype bool"):
+        ingest(
+            _tif(tmp_path / "b.tif", np.zeros((2, 8, 8), bool)), tmp_path / "o.zarr", IngestConfig()
+        )
+    _no_output(tmp_path, "o.zarr")
+    import zarr
+
+    zarr.create_array(str(tmp_path / "empty.zarr"), shape=(0, 8, 8), dtype="uint8")
+    with pytest.raises(ValueError, match=r"empty\.zarr: empty image of shape \(0, 8, 8\)"):
+        ingest(tmp_path / "empty.zarr", tmp_path / "o.zarr", IngestConfig())

@@ -65,3 +65,25 @@ def test_staging_is_atomic(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(NotADirectoryError, match="is not a directory"):
         outputs.check_writable(tmp_path / "f" / "sub.zarr")
+
+
+def test_unreadable_store_and_non_array_level(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.zarr"
+    bad.mkdir()
+    (bad / "zarr.json").write_text("{ this is not json")
+    with pytest.raises(ValueError, match=r"bad\.zarr: not a readable Zarr store"):
+        ngff.open_array(bad)
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "nested.zarr"), mode="w")
+    group.create_group("0")
+    with pytest.raises(ValueError, match=r"nested\.zarr/0 is not an array"):
+        ngff.open_array(tmp_path / "nested.zarr")
+
+
+def test_normalise_rejects_non_numeric() -> None:
+    from unet.normalize import to_unit
+
+    assert to_unit(np.array([0, 65535], dtype=np.uint16)).tolist() == [0.0, 1.0]
+    with pytest.raises(TypeError, match="cannot normalise grey values of dtype <U1"):
+        to_unit(np.array(["a"]))

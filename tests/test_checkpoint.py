@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from unet.checkpoint import checksum, load_model, read, save_model
+from unet.model import UNet
+
+
+def _net() -> UNet:
+    return UNet(base_channels=2, depth=1, dropout=0.0)
+
+
+def test_roundtrip_keeps_weights_and_architecture(tmp_path: Path) -> None:
+    net = _net()
+    save_model(tmp_path / "m.pt", net, meta={"steps": 3})
+    loaded = load_model(tmp_path / "m.pt", arch=net.arch)
+    for a, b in zip(net.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert not loaded.training and read(tmp_path / "m.pt")["meta"] == {"steps": 3}
+    assert len(checksum(tmp_path / "m.pt")) == 64
+    assert not (tmp_path / "m.pt.tmp").exists()
+
+
+def test_errors_name_the_file_and_problem(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"none\.pt: no such model/checkpoint file"):
+        read(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match=r"junk\.pt: not a readable checkpoint"):
+        read(tmp_path / "junk.pt")
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match=r"foreign\.pt: not a unet-em checkpoint"):
+        read(tmp_path / "foreign.pt")
+    save_model(tmp_path / "m.pt", _net())
+    with pytest.raises(
+        ValueError, match=r"another architecture \(base_channels: file has 2, expected 8\)"
+    ):
+        load_model(tmp_path / "m.pt", arch={"base_channels": 8})
+    torch.save({"arch": {"colour": "red"}, "state_dict": {}}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match=r"odd\.pt: unknown architecture record"):
+        load_model(tmp_path / "odd.pt")
+    payload = read(tmp_path / "m.pt")
+    payload["arch"]["base_channels"] = 4
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match=r"mismatch\.pt: weights do not fit the architecture"):
+        load_model(tmp_path / "mismatch.pt")
+
+
+def test_code_in_a_pickle_is_refused(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (print, ("executed",))
+
+    torch.save({"arch": {}, "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match=r"evil\.pt: not a readable checkpoint"):
+        read(tmp_path / "evil.pt")
