@@ -45,6 +45,7 @@ def lines(path) -> list[str]:
         FileNotFoundError("raw.zarr: no such Zarr volume"),
         FileExistsError("weights.zarr: already exists"),
         NotADirectoryError("out: is not a directory"),
+        FloatingPointError("training diverged: loss nan at step 42 (lr 0.01); lower the lr"),
     ],
 )
 def test_bad_input_is_one_log_line_and_exit_1(tmp_path, capsys, error):

@@ -47,8 +47,9 @@ def run(
 ) -> Any:
     """Call ``func`` as pipeline stage ``stage``; turn errors into one log line and an exit code.
 
-    Bad input (ValueError, TypeError, FileNotFoundError, FileExistsError) is reported as
-    ``<stage>: <message>`` without a traceback; a preempted run exits with ``EXIT_PREEMPTED``.
+    Bad input (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) and
+    a diverged training (FloatingPointError) are reported as ``<stage>: <message>`` without a
+    traceback; a preempted run exits with ``EXIT_PREEMPTED``.
     """
     setup_logging(log_file)
     log = logging.getLogger(f"unet.{stage}")
@@ -57,6 +58,13 @@ def run(
     except Preempted as err:
         log.warning("%s: preempted, checkpoint written (%s); rerun to resume", stage, err)
         sys.exit(EXIT_PREEMPTED)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        FloatingPointError,  # training diverged: the message says what to change
+    ) as err:
         log.error("%s: %s", stage, err)
         sys.exit(EXIT_FAILED)
