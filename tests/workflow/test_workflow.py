@@ -133,7 +133,8 @@ def test_bad_labels_fail_with_one_clear_message(tmp_path: Path) -> None:
     assert not (tmp_path / "work" / "tiny" / "labels.zarr.partial").exists()
 
 
-def test_demo_config_is_valid(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["config.yaml", "isbi2012-paper.yaml"])
+def test_shipped_configs_are_valid(tmp_path: Path, name: str) -> None:
     """The shipped demo config passes the schema and plans every stage (dry run in a scratch
     directory that sees the repo's data, so a demo run in the repo root cannot interfere)."""
     (tmp_path / "data").symlink_to(REPO / "data")
