@@ -150,7 +150,7 @@ def test_shipped_configs_are_valid(tmp_path: Path, name: str) -> None:
             "--directory",
             str(tmp_path),
             "--configfile",
-            str(REPO / "config" / "config.yaml"),
+            str(REPO / "config" / name),
             "-n",
         ],
         capture_output=True,
