@@ -8,12 +8,6 @@ from unet.stage import run
 
 
 def main(inputs: Any, outputs: Any, settings: dict[str, Any], slices: str, dataset: str) -> Any:
-    config = EvaluateConfig(
-        threshold=settings["threshold"],
-        postprocess=settings["postprocess"],
-        seed_threshold=settings["seed_threshold"],
-        warping=settings["warping"],
-    )
     return evaluate_stage(
         inputs.prediction,
         inputs.labels,
@@ -21,7 +15,7 @@ def main(inputs: Any, outputs: Any, settings: dict[str, Any], slices: str, datas
         outputs.scores,
         outputs.overlay,
         outputs.report,
-        config,
+        EvaluateConfig(**settings),
         slices,
         dataset,
         curve_png=inputs.curve,

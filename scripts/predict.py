@@ -23,9 +23,6 @@ def main(
     """Run one prediction step; ``marker`` receives the step's summary (shards, prepare)."""
     n_shards = int(settings.get("shards", 1))
     settings = {k: v for k, v in settings.items() if k != "shards"}
-    for key in ("block_shape", "chunks", "tile_shape"):
-        if settings.get(key) is not None:
-            settings[key] = tuple(settings[key])
     config = PredictConfig(**settings)
     z_range = slice_range(slices, ngff.open_array(raw).shape[0], "predict_slices")
     if step == "all":

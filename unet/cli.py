@@ -132,9 +132,6 @@ def _cmd_predict(args: argparse.Namespace) -> Any:
             section[key] = getattr(args, key)
     if args.overwrite:
         section["overwrite"] = True
-    for key in ("block_shape", "chunks", "tile_shape"):
-        if section.get(key) is not None:
-            section[key] = tuple(section[key])
     z_range = slice_range(args.slices, ngff.open_array(args.raw).shape[0], "--slices")
     return predict_volume(args.model, args.raw, args.out, PredictConfig(**section), z_range=z_range)
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import zarr
 
-from unet import blockstate, ngff
+from unet import blockstate, inference, ngff
 from unet.blockstate import Layout
 from unet.checkpoint import checksum, load_model
 from unet.geometry import Box, Tile, TilePlan, read_mirrored
@@ -69,10 +69,10 @@ class BlockJob:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> ``cuda`` if available, else ``cpu``.  A bare ``cuda`` inside a Dask worker
-    named by an integer (LocalCluster) picks GPU ``name % device_count``: one worker per GPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    """:func:`unet.inference.resolve_device`, except that a bare ``cuda`` (or ``auto`` on a GPU
+    node) inside a Dask worker named by an integer (LocalCluster) picks GPU
+    ``name % device_count``: one worker per GPU."""
+    device = str(inference.resolve_device(device))
     if device == "cuda" and torch.cuda.device_count() > 1:
         try:
             from distributed import get_worker

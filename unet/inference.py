@@ -62,6 +62,27 @@ def check_context(model: UNet, volume_shape: Sequence[int], name: str = "volume"
             )
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``ValueError`` for CUDA without CUDA."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {name!r} requested but this torch {torch.__version__} sees no "
+            "CUDA device (CPU-only build, or no GPU allocated to the job?)"
+        )
+    return device
+
+
+def autocast(device: torch.device, precision: Precision) -> Any:
+    """Autocast context for ``bf16``/``fp16``; nothing for ``fp32``."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 class Predictor:
     """Runs ``model`` on tiles and returns foreground probabilities ``1 - p(background)``.
 
@@ -91,17 +112,11 @@ class Predictor:
             net: Any = self.model  # torch's stubs omit Module.to(memory_format=...)
             net.to(memory_format=self.memory_format)
 
-    def _autocast(self) -> Any:
-        if self.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """``(B, 1, *S_in)`` float32 -> foreground probability ``(B, *S_out)`` float32."""
         x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        with self._autocast():
+        with autocast(self.device, self.precision):
             logits = self.model(x)
         return 1.0 - torch.softmax(logits.float(), dim=1)[:, 0]
 

@@ -11,35 +11,15 @@ import math
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
+from unet.inference import autocast, resolve_device  # noqa: F401  (re-exported)
 from unet.loss import weighted_cross_entropy
 from unet.model import UNet
-from unet.train_config import Precision, TrainConfig
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``ValueError`` for CUDA without CUDA."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {name!r} requested but this torch {torch.__version__} sees no "
-            "CUDA device (CPU-only build, or no GPU allocated to the job?)"
-        )
-    return device
-
-
-def autocast(device: torch.device, precision: Precision) -> Any:
-    """Autocast context for ``bf16``/``fp16``; nothing for ``fp32``."""
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+from unet.train_config import TrainConfig
 
 
 class Trainer:
