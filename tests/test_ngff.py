@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import doctest
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from unet import ngff, outputs
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(ngff).failed == 0
 
 
 def test_create_open_and_metadata(tmp_path: Path) -> None:
@@ -32,6 +37,44 @@ def test_create_open_and_metadata(tmp_path: Path) -> None:
 def test_create_errors(tmp_path: Path, shape, vox, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         ngff.create(tmp_path / "v.zarr", shape, np.uint8, (1, 4, 4), vox)
+
+
+@pytest.mark.parametrize("spec", ["zstd:5", "zstd:1", "lz4:5", "none"])
+def test_compression_round_trips(tmp_path: Path, spec: str) -> None:
+    data = np.random.default_rng(0).integers(0, 256, (3, 20, 24), dtype=np.uint8)
+    ngff.create(tmp_path / "v.zarr", data.shape, np.uint8, (1, 8, 8), (1, 1, 1), compression=spec)[
+        :
+    ] = data
+    opened = ngff.open_array(tmp_path / "v.zarr")
+    np.testing.assert_array_equal(opened[:], data)
+    assert ngff.compression_of(opened) == spec
+
+
+def test_sharded_volume_has_one_file_per_shard(tmp_path: Path) -> None:
+    data = np.random.default_rng(0).integers(0, 256, (4, 40, 40), dtype=np.uint8)
+    arr = ngff.create(
+        tmp_path / "v.zarr", data.shape, np.uint8, (1, 8, 8), (1, 1, 1), shards=(2, 16, 64)
+    )
+    arr[:] = data
+    opened = ngff.open_array(tmp_path / "v.zarr")
+    np.testing.assert_array_equal(opened[:], data)
+    assert opened.chunks == (1, 8, 8) and opened.shards == (2, 16, 40)
+    files = [f for f in (tmp_path / "v.zarr" / "0" / "c").rglob("*") if f.is_file()]
+    assert len(files) == 2 * 3 * 1
+    with pytest.raises(ValueError, match=r"shards \(2, 12, 64\) must be a multiple of the chunks"):
+        ngff.create(
+            tmp_path / "w.zarr", (4, 40, 40), np.uint8, (1, 8, 8), (1, 1, 1), shards=(2, 12, 64)
+        )
+    assert not (tmp_path / "w.zarr").exists()
+
+
+@pytest.mark.parametrize("spec", ["zstd", "gzip:3", "zstd:10", "lz4:x", ""])
+def test_bad_compression_writes_nothing(tmp_path: Path, spec: str) -> None:
+    with pytest.raises(ValueError, match=f"compression must be .* got {spec!r}"):
+        ngff.create(
+            tmp_path / "v.zarr", (1, 4, 4), np.uint8, (1, 4, 4), (1, 1, 1), compression=spec
+        )
+    assert not (tmp_path / "v.zarr").exists()
 
 
 def test_create_refuses_existing_path(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +109,56 @@ def test_dask_and_threads_equal_a_serial_run(tmp_path: Path, extra: dict) -> Non
     np.testing.assert_array_equal(a, b)
 
 
+def test_sharded_output_equals_the_chunked_one(tmp_path: Path) -> None:
+    """Zarr v3 shards: the same values in far fewer files, pyramid levels sharded too; blocks
+    of 4 slices written in 2-slice steps never write into one shard twice at once."""
+    model_path, _ = _model(tmp_path / "m.pt", 2, 2)
+    _raw(tmp_path / "raw.zarr", (8, 70, 90))
+    kw = {
+        "block_shape": (4, 32, 64),
+        "chunks": (1, 16, 16),
+        "tile_shape": (1, 16, 32),
+        "tiles_per_batch": 3,
+        "output_dtype": "uint8",
+        "concurrent_blocks": 2,
+        "io_threads": 3,
+        "pyramid_levels": 2,
+    }
+    predict_volume(model_path, tmp_path / "raw.zarr", tmp_path / "c.zarr", _config(**kw))
+    cfg = _config(**kw, shard_shape=(2, 32, 32))
+    predict_volume(model_path, tmp_path / "raw.zarr", tmp_path / "s.zarr", cfg)
+    for level in range(2):
+        chunked = ngff.open_array(tmp_path / "c.zarr", level)
+        sharded = ngff.open_array(tmp_path / "s.zarr", level)
+        np.testing.assert_array_equal(sharded[:], chunked[:])
+        assert chunked.shards is None and sharded.shards is not None
+        assert sharded.chunks == chunked.chunks
+
+    def files(path: Path) -> int:
+        return sum(1 for f in (path / "0" / "c").rglob("*") if f.is_file())
+
+    assert files(tmp_path / "s.zarr") == 4 * 3 * 3 < files(tmp_path / "c.zarr") == 8 * 5 * 6
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compiled_net_predicts_the_same(tmp_path: Path) -> None:
+    """``compile: true`` (torch.compile, inductor; needs a C compiler on the CPU) changes speed,
+    not the result beyond float rounding."""
+    if shutil.which("cc") is None and os.environ.get("CI") != "true":
+        pytest.skip("torch.compile on the CPU needs a C compiler (cc)")
+    model_path, _ = _model(tmp_path / "m.pt", 2, 2)
+    _raw(tmp_path / "raw.zarr", (2, 48, 64))
+    kw = {"block_shape": (1, 32, 32), "chunks": (1, 16, 32)}
+    predict_volume(model_path, tmp_path / "raw.zarr", tmp_path / "a.zarr", _config(**kw))
+    predict_volume(
+        model_path, tmp_path / "raw.zarr", tmp_path / "b.zarr", _config(**kw, compile=True)
+    )
+    a, b = ngff.open_array(tmp_path / "a.zarr")[:], ngff.open_array(tmp_path / "b.zarr")[:]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert ngff.attributes(tmp_path / "b.zarr")["config"]["compile"] is True
+
+
 def test_z_range_uses_real_context_and_keeps_the_pool_grid(tmp_path: Path) -> None:
     model_path, net = _model(tmp_path / "m.pt", 3, 1)
     raw = _raw(tmp_path / "raw.zarr", (9, 20, 24))
@@ -124,10 +176,16 @@ def test_pyramid_ngff_metadata_and_provenance(tmp_path: Path) -> None:
     model_path, _ = _model(tmp_path / "m.pt", 2, 1)
     _raw(tmp_path / "raw.zarr", (2, 40, 52))
     cfg = _config(
-        block_shape=(1, 16, 16), chunks=(1, 8, 16), output_dtype="uint8", pyramid_levels=3
+        block_shape=(1, 16, 16),
+        chunks=(1, 8, 16),
+        output_dtype="uint8",
+        pyramid_levels=3,
+        compression="lz4:3",
     )
     predict_volume(model_path, tmp_path / "raw.zarr", tmp_path / "o.zarr", cfg)
     group = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")
+    for lv in range(3):  # every level stored with the configured codec
+        assert ngff.compression_of(ngff.open_array(tmp_path / "o.zarr", lv)) == "lz4:3"
     level0, level1, level2 = (ngff.open_array(tmp_path / "o.zarr", lv)[:] for lv in range(3))
     assert level1.shape == (2, 20, 26) and level2.shape == (2, 10, 13)
     np.testing.assert_array_equal(level1, downsample(level0))
@@ -247,6 +305,15 @@ def test_worker_refuses_a_model_changed_after_prepare(tmp_path: Path) -> None:
         ),
         ({"precision": "fp64"}, "precision must be one of"),
         ({"output_dtype": "int8"}, "output_dtype must be one of"),
+        ({"compression": "gzip:9"}, "compression must be .* got 'gzip:9'"),
+        (
+            {"chunks": (1, 16, 16), "shard_shape": (1, 24, 32)},
+            r"shard_shape \(1, 24, 32\) must be a multiple of the chunks",
+        ),
+        (
+            {"block_shape": (1, 32, 32), "chunks": (1, 16, 16), "shard_shape": (2, 32, 32)},
+            r"block_shape \(1, 32, 32\) must be a multiple of shard_shape",
+        ),
         ({"device": "gpu0"}, "device must be auto, cpu, cuda or cuda:N, got 'gpu0'"),
         ({"cluster": "pbs"}, "cluster must be 'local', 'slurm', 'none' or a scheduler address"),
         ({"cluster": "local", "slurm": {"queue": "gpu"}}, "slurm options given but cluster"),

@@ -193,6 +193,7 @@ class Engine:
             return self.readers.submit(_read_batch, raw, batches[k], z0, two_d, dest)
 
         pending = deque(read(k) for k in range(min(job.prefetch + 1, len(batches))))
+        unit_z = (out.shards or out.chunks)[0]  # partial writes only ever cover whole shards
         buffer = np.empty(block.shape, dtype=layout.output_dtype)
         writes: list[Future[None]] = []
         written = done = 0
@@ -207,7 +208,7 @@ class Engine:
                 inner = tile.write.to_slices(relative_to=tile.output)
                 buffer[tile.write.to_slices(relative_to=block)] = part[inner]
             done += len(batch)
-            ready = _ready_rows(done // row, plan.block_shape[0], block.shape[0], out.chunks[0])
+            ready = _ready_rows(done // row, plan.block_shape[0], block.shape[0], unit_z)
             if ready > written:
                 slab = Box(
                     (block.offset[0] + written, *block.offset[1:]),
@@ -262,7 +263,8 @@ def _read_batch(
 
 def _ready_rows(rows_done: int, tile_z: int, block_z: int, chunk_z: int) -> int:
     """How many z-slices of the block can be written: finished tile rows, cut down to whole
-    chunks unless the block is complete.
+    chunks (shards, if the output has them: never two writes into one shard) unless the block
+    is complete.
 
     >>> _ready_rows(1, 4, 10, 3), _ready_rows(3, 4, 10, 3)
     (3, 10)

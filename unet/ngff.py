@@ -16,17 +16,45 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.codecs import BloscCname, BloscCodec, BloscShuffle
 
 from unet import __version__
+from unet.geometry import check_multiple
 
 AXES = ("z", "y", "x")
 NGFF_VERSION = "0.5"
 
 
-def compressor(level: int = 5) -> BloscCodec:
-    """The default codec: Blosc zstd with byte shuffle (fast, good on EM and probabilities)."""
-    return BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle)
+CNAMES = ("zstd", "lz4", "lz4hc", "zlib", "blosclz")
+DEFAULT_COMPRESSION = "zstd:5"
+
+
+def compressor(spec: str = DEFAULT_COMPRESSION) -> BloscCodec | None:
+    """Blosc codec with byte shuffle for ``"<cname>:<level>"`` (``"none"``: uncompressed).
+
+    ``zstd:5`` (the default, for raw data: written once, read often) compresses best; ``zstd:1``
+    encodes ~6x faster for ~10% more bytes and suits predictions written at GPU speed.
+
+    >>> compressor("zstd:1").clevel, compressor("none")
+    (1, None)
+    """
+    if spec == "none":
+        return None
+    cname, _, level = spec.partition(":")
+    if cname not in CNAMES or not level.isdigit() or not 0 <= int(level) <= 9:
+        raise ValueError(
+            f"compression must be 'none' or '<codec>:<level>' with codec one of {CNAMES} and "
+            f"level 0-9 (e.g. 'zstd:1'), got {spec!r}"
+        )
+    return BloscCodec(cname=BloscCname(cname), clevel=int(level), shuffle=BloscShuffle.shuffle)
+
+
+def compression_of(array: zarr.Array) -> str:
+    """The ``"<cname>:<level>"`` spec of ``array``'s first Blosc codec (``"none"`` if none)."""
+    for codec in array.compressors:
+        if isinstance(codec, BloscCodec):
+            return f"{codec.cname.value}:{codec.clevel}"
+    return "none"
 
 
 def multiscales(
@@ -60,6 +88,24 @@ def provenance(**extra: Any) -> dict[str, Any]:
     }
 
 
+def grid_shapes(
+    shape: Sequence[int], chunks: Sequence[int], shards: Sequence[int] | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """Chunks clipped to ``shape``, and shards clipped to ``shape`` rounded up to whole chunks.
+
+    >>> grid_shapes((3, 1000, 100), (1, 512, 512), (2, 2048, 2048))
+    ((1, 512, 100), (2, 1024, 100))
+    """
+    clipped = tuple(min(int(c), int(s)) for c, s in zip(chunks, shape, strict=True))
+    if shards is None:
+        return clipped, None
+    check_multiple(shards, chunks, "shards", "the chunks")
+    outer = tuple(
+        -(-min(int(h), int(s)) // c) * c for h, s, c in zip(shards, shape, clipped, strict=True)
+    )
+    return clipped, outer
+
+
 def create(
     path: str | Path,
     shape: Sequence[int],
@@ -70,8 +116,14 @@ def create(
     attrs: Mapping[str, Any] | None = None,
     fill_value: Any = 0,
     name: str = "",
+    compression: str = DEFAULT_COMPRESSION,
+    shards: Sequence[int] | None = None,
 ) -> zarr.Array:
     """Create a new OME-Zarr volume at ``path`` and return its level-0 array.
+
+    ``compression``: see :func:`compressor` (checked before anything is written).  ``shards``:
+    Zarr v3 shard shape, a multiple of ``chunks`` (one file per shard instead of per chunk: far
+    fewer files on a parallel file system); see :func:`grid_shapes`.
 
     ``path`` must not exist (use :func:`unet.outputs.staging` to write atomically).
     """
@@ -82,7 +134,8 @@ def create(
         raise ValueError(f"{path}: voxel size must be 3 positive numbers, got {voxel_size}")
     if path.exists():
         raise FileExistsError(f"{path}: already exists; refusing to overwrite it")
-    chunks = tuple(min(int(c), int(s)) for c, s in zip(chunks, shape, strict=True))
+    codec = compressor(compression)
+    chunks, shard_shape = grid_shapes(shape, chunks, shards)
     group = zarr.open_group(str(path), mode="w-", zarr_format=3)
     group.attrs["ome"] = multiscales(voxel_size, 1, name or path.stem)
     group.attrs["unet"] = provenance(**dict(attrs or {}))
@@ -90,8 +143,9 @@ def create(
         "0",
         shape=tuple(int(s) for s in shape),
         chunks=chunks,
+        shards=shard_shape,
         dtype=np.dtype(dtype),
-        compressors=compressor(),
+        compressors=codec,
         fill_value=fill_value,
         dimension_names=AXES,
     )

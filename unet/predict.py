@@ -139,6 +139,8 @@ def prepare_output(
         voxel,
         attrs=attrs,
         name=Path(out_path).stem,
+        compression=config.compression,
+        shards=config.shard_shape,
     )
     blockstate.create_markers(zarr.open_group(str(partial), mode="r+"), layout.grid_shape)
     log.info("%s: prepared %d blocks of %s", partial, layout.n_blocks, layout.block_shape)

@@ -11,6 +11,7 @@ import torch
 from unet.executors import is_address
 from unet.geometry import Coord, as_coord, check_multiple
 from unet.inference import Precision
+from unet.ngff import compressor
 
 OUTPUT_DTYPES = ("uint8", "float16", "float32")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -24,6 +25,9 @@ class PredictConfig:
     ----------
     block_shape : (z, y, x) write block of one task; a multiple of ``chunks`` and of the tile.
     chunks : (z, y, x) output chunks (clipped to the volume).
+    shard_shape : (z, y, x) Zarr v3 shards of the output (a multiple of ``chunks``; the block a
+        multiple of it), or None: one file per shard instead of per chunk, for file systems
+        with file-count quotas.  A resumed output keeps the shards it began with.
     tile_shape : (z, y, x) net output tile of one forward sample (default: the block); a multiple
         of the net's factor ``2^depth`` along convolved axes.  Bigger tiles waste less on context.
     tiles_per_batch : tiles stacked into one forward pass.
@@ -31,6 +35,9 @@ class PredictConfig:
     precision : ``fp32``, or autocast ``bf16`` / ``fp16``.
     channels_last, compile : channels-last memory format; ``torch.compile`` the net.
     output_dtype : ``uint8`` (round(p * 255)), ``float16`` or ``float32``.
+    compression : Blosc ``"<codec>:<level>"`` of the output or ``"none"``
+        (:func:`unet.ngff.compressor`); ``zstd:1`` encodes ~6x faster than ``zstd:5`` for ~10%
+        more bytes, which matters at GPU speed.  A resumed output keeps the codec it began with.
     cluster : ``local`` (LocalCluster), ``slurm`` (dask-jobqueue), ``none`` (this process) or a
         scheduler address ``tcp://host:port``.
     workers : Dask workers (local) or SLURM jobs; one per GPU.
@@ -52,6 +59,7 @@ class PredictConfig:
 
     block_shape: Coord = (1, 1024, 1024)
     chunks: Coord = (1, 512, 512)
+    shard_shape: Coord | None = None
     tile_shape: Coord | None = None
     tiles_per_batch: int = 1
     device: str = "auto"
@@ -59,6 +67,7 @@ class PredictConfig:
     channels_last: bool = False
     compile: bool = False
     output_dtype: str = "uint8"
+    compression: str = "zstd:1"
     cluster: str = "local"
     workers: int = 1
     concurrent_blocks: int = 1
@@ -75,11 +84,14 @@ class PredictConfig:
     progress_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("block_shape", "chunks", "tile_shape"):
+        for name in ("block_shape", "chunks", "shard_shape", "tile_shape"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, as_coord(value, 3, name))
         check_multiple(self.block_shape, self.chunks, "block_shape", "the chunks")
+        if self.shard_shape is not None:
+            check_multiple(self.shard_shape, self.chunks, "shard_shape", "the chunks")
+            check_multiple(self.block_shape, self.shard_shape, "block_shape", "shard_shape")
         check_multiple(
             self.block_shape, self.tile_shape or self.block_shape, "block_shape", "tile_shape"
         )
@@ -89,6 +101,7 @@ class PredictConfig:
             raise ValueError(
                 f"output_dtype must be one of {OUTPUT_DTYPES}, got {self.output_dtype!r}"
             )
+        compressor(self.compression)  # raises ValueError naming a bad codec
         if self.device != "auto":
             try:
                 torch.device(self.device)

@@ -88,12 +88,14 @@ def build(
     base = ngff.open_array(path, 0)
     for level in range(1, levels):
         shape = level_shape(base.shape, level)
+        chunks, shards = ngff.grid_shapes(shape, base.chunks, base.shards)
         group.create_array(
             str(level),
             shape=shape,
-            chunks=tuple(min(c, s) for c, s in zip(base.chunks, shape, strict=True)),
+            chunks=chunks,
+            shards=shards,
             dtype=base.dtype,
-            compressors=ngff.compressor(),
+            compressors=ngff.compressor(ngff.compression_of(base)),
             fill_value=0,
             dimension_names=ngff.AXES,
         )
