@@ -245,3 +245,73 @@ def test_workflow_runs_through_sbatch(local_slurm: Cluster, tmp_path: Path) -> N
             (workdir / "logs" / "slurm" / f"rule_{rule}").rglob(f"{record['JobID']}.log")
         ), rule
     assert (workdir / "logs" / "train").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_predict_with_dask_jobqueue_workers_as_slurm_jobs(
+    local_slurm: Cluster, tmp_path: Path
+) -> None:
+    """``predict.cluster: slurm``: dask-jobqueue submits the Dask workers as SLURM jobs; the only
+    workers there are, so the run can finish only if those jobs computed the blocks.  The output
+    equals an in-process run's, and sacct shows the worker jobs under the given account."""
+    import numpy as np
+    import torch
+
+    from unet import ngff
+    from unet.checkpoint import save_model
+    from unet.model import UNet
+    from unet.predict import PredictConfig, predict_volume
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "m.pt", UNet(base_channels=2, depth=2, dropout=0.0).eval())
+    data = np.random.default_rng(0).integers(0, 256, (3, 48, 64), dtype=np.uint8)
+    ngff.create(tmp_path / "raw.zarr", data.shape, np.uint8, (1, 16, 16), (1, 1, 1))[:] = data
+    job_name = f"unet-dask-{os.getpid()}-{int(time.time())}"
+    common = {
+        "block_shape": (1, 16, 32),
+        "chunks": (1, 16, 16),
+        "device": "cpu",
+        "output_dtype": "float32",
+    }
+    slurm = {
+        "queue": local_slurm.partition,
+        "account": local_slurm.account,
+        "memory": "2GB",
+        "walltime": "00:10:00",
+        "job_name": job_name,
+        "log_directory": str(tmp_path / "dask-logs"),
+    }
+    cfg = PredictConfig(cluster="slurm", workers=2, slurm=slurm, **common)  # type: ignore[arg-type]
+    started = time.monotonic()
+    summary = predict_volume(tmp_path / "m.pt", tmp_path / "raw.zarr", tmp_path / "s.zarr", cfg)
+    print(f"prediction through 2 dask-jobqueue SLURM workers in {time.monotonic() - started:.1f} s")
+    assert summary["computed"] == summary["total_blocks"] == 3 * 3 * 2
+    here = PredictConfig(cluster="none", **common)  # type: ignore[arg-type]
+    predict_volume(tmp_path / "m.pt", tmp_path / "raw.zarr", tmp_path / "h.zarr", here)
+    np.testing.assert_array_equal(
+        ngff.open_array(tmp_path / "s.zarr")[:], ngff.open_array(tmp_path / "h.zarr")[:]
+    )
+
+    fields = ["JobID", "Partition", "Account", "State"]
+    out = subprocess.run(
+        [
+            "sacct",
+            "-X",
+            "-n",
+            "-P",
+            "-S",
+            "now-1days",
+            f"--name={job_name}",
+            f"-o{','.join(fields)}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    jobs = [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines()]
+    assert len(jobs) == 2, out  # one SLURM job per Dask worker
+    for job in jobs:
+        assert job["Account"] == local_slurm.account and job["Partition"] == local_slurm.partition
+        assert job["State"].split()[0] in {"COMPLETED", "CANCELLED", "RUNNING"}, job

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.workflow.conftest import REPO, snakemake, write_config
+from tests.workflow.conftest import REPO, TINY_CONFIG, snakemake, write_config
 from unet import ngff
 
 
@@ -46,6 +47,18 @@ def test_dry_run_lists_every_stage(workdir: Path) -> None:
         "all": 1,
         "total": 8,
     }
+
+
+@pytest.mark.parametrize(("cluster", "gpus"), [("local", "gpu=1"), ("slurm", "gpu=0")])
+def test_predict_job_asks_for_a_gpu_unless_dask_jobqueue_does(
+    tmp_path: Path, cluster: str, gpus: str
+) -> None:
+    """With predict.cluster: slurm the predict job only hosts the Dask scheduler."""
+    write_config(tmp_path, predict={**TINY_CONFIG["predict"], "cluster": cluster})
+    result = snakemake(tmp_path, "-n", "--until", "predict")
+    assert result.returncode == 0, result.stderr
+    block = result.stdout.split("rule predict:", 1)[1].split("\n\n", 1)[0]
+    assert re.search(rf"resources: .*\b{gpus}\b", block), block
 
 
 def test_unknown_config_key_fails_before_any_job(workdir: Path) -> None:

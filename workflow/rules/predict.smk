@@ -3,6 +3,9 @@
 # that fill one output: `predict` prepares it, `predict_shard` runs block ranges,
 # `predict_finalize` checks every block, builds the pyramid and moves it into place.
 
+# With predict.cluster: slurm the predict job only runs the Dask scheduler; dask-jobqueue submits
+# the GPU workers (predict.slurm options), so that job asks for no GPU itself.
+
 if config["predict"]["shards"] == 1:
 
     rule predict:
@@ -16,7 +19,10 @@ if config["predict"]["shards"] == 1:
             "../../environment.yml"
         threads: res("predict")["cpus_per_task"]
         resources:
-            **res("predict"),
+            **{
+                **res("predict"),
+                **({"gpu": 0} if config["predict"]["cluster"] == "slurm" else {}),
+            },
         params:
             step="all",
             predict=lookup(dpath="predict", within=config),
