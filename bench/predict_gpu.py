@@ -5,11 +5,12 @@ Needs only ``unet`` plus torch, numpy, zarr, numcodecs, dask/distributed.  Write
 autotuning), then times full passes (median of ``--repeats``), each writing uint8 probabilities:
 
 * fp32 (cuDNN may use TF32), bf16 autocast, bf16 + channels_last, fp16 + channels_last, in this
-  process (``cluster="none"``) and bf16 + channels_last through a one-worker Dask LocalCluster;
+  process (``cluster="none"``), output ``compression`` zstd:1 (the default) and bf16 +
+  channels_last with zstd:5 (the earlier codec), and through a one-worker Dask LocalCluster;
 * the bare forward pass of the same batch shape on data already on the GPU (the upper bound).
 
     python bench/predict_gpu.py [--slices 64] [--size 2048] [--tile 2048] [--batch 4]
-                                [--compile] [--out bench/out/predict_gpu.json]
+                                [--chunk 512] [--compile] [--out bench/out/predict_gpu.json]
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=2048, help="output tile edge (multiple of 16)")
     ap.add_argument("--batch", type=int, default=4, help="tiles (slices) per forward pass")
     ap.add_argument("--block-slices", type=int, default=8)
+    ap.add_argument("--chunk", type=int, default=512, help="raw and output chunk edge (y, x)")
     ap.add_argument("--prefetch", type=int, default=2, help="batches read ahead per block")
     ap.add_argument("--concurrent-blocks", type=int, default=2, help="blocks in flight per GPU")
     ap.add_argument("--repeats", type=int, default=2)
@@ -119,14 +121,15 @@ def main() -> None:
     save_model(work / "m.pt", net)
     t0 = time.perf_counter()
     raw = synthetic_em(args.slices, args.size)
-    ngff.create(work / "raw.zarr", raw.shape, np.uint8, (1, 512, 512), (1, 1, 1))[:] = raw
+    chunks = (1, min(args.chunk, args.size), min(args.chunk, args.size))
+    ngff.create(work / "raw.zarr", raw.shape, np.uint8, chunks, (1, 1, 1))[:] = raw
     print(f"wrote raw {raw.shape} in {time.perf_counter() - t0:.1f}s", flush=True)
     tile = (1, args.tile, args.tile)
     plan = tile_plan(net, raw.shape, tile)
     base = {
         "block_shape": (args.block_slices, args.size, args.size),
         "tile_shape": tile,
-        "chunks": (1, min(512, args.size), min(512, args.size)),
+        "chunks": chunks,
         "tiles_per_batch": args.batch,
         "device": args.device,
         "io_threads": 4,
@@ -140,6 +143,11 @@ def main() -> None:
         "bf16": {"precision": "bf16"},
         "bf16 + channels_last": {"precision": "bf16", "channels_last": True},
         "fp16 + channels_last": {"precision": "fp16", "channels_last": True},
+        "bf16 + channels_last, output zstd:5": {
+            "precision": "bf16",
+            "channels_last": True,
+            "compression": "zstd:5",
+        },
         "bf16 + channels_last, 1 block at a time": {
             "precision": "bf16",
             "channels_last": True,
