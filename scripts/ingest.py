@@ -17,6 +17,7 @@ if "snakemake" in globals():
             kind=sm.params.kind,
             voxel_size=tuple(sm.params.voxel_size),
             chunks=tuple(sm.params.chunks),
+            shards=tuple(sm.params.shards) if sm.params.shards else None,
         ),
         like=sm.input.get("like"),
         log=sm.log[0],

@@ -35,6 +35,16 @@ def test_tiff_to_ome_zarr_roundtrip(tmp_path: Path, raw: np.ndarray, cells: np.n
     assert ngff.open_array(tmp_path / "2d.zarr").shape == (1, 64, 64)
 
 
+def test_sharded_ingest_streams_whole_shards(tmp_path: Path, raw: np.ndarray) -> None:
+    cfg = IngestConfig(chunks=(1, 16, 16), shards=(2, 32, 64))
+    ingest(_tif(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr", cfg)
+    out = ngff.open_array(tmp_path / "raw.zarr")
+    np.testing.assert_array_equal(out[:], raw)
+    assert out.chunks == (1, 16, 16) and out.shards == (2, 32, 64)
+    files = [f for f in (tmp_path / "raw.zarr" / "0" / "c").rglob("*") if f.is_file()]
+    assert len(files) == -(-raw.shape[0] // 2) * 2 * 1
+
+
 def test_instances_accepted(tmp_path: Path) -> None:
     inst = np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8)
     ingest(_tif(tmp_path / "i.tif", inst), tmp_path / "i.zarr", IngestConfig(kind="instances"))
@@ -118,6 +128,8 @@ def test_config_errors() -> None:
         IngestConfig(kind="rgb")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="chunks must be 3 positive ints"):
         IngestConfig(chunks=(0, 1, 1))
+    with pytest.raises(ValueError, match=r"shards \(2, 24, 32\) must be a multiple of the chunks"):
+        IngestConfig(chunks=(1, 16, 16), shards=(2, 24, 32))
 
 
 def test_non_numeric_raw_and_empty_image(tmp_path: Path) -> None:

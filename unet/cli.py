@@ -43,7 +43,10 @@ def _cmd_ingest(args: argparse.Namespace) -> Any:
     from unet.ingest import IngestConfig, ingest
 
     config = IngestConfig(
-        kind=args.kind, voxel_size=tuple(args.voxel_size), chunks=tuple(args.chunks)
+        kind=args.kind,
+        voxel_size=tuple(args.voxel_size),
+        chunks=tuple(args.chunks),
+        shards=tuple(args.shards) if args.shards else None,
     )
     return ingest(args.src, args.dst, config, like=args.like, overwrite=args.overwrite)
 
@@ -204,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="nanometres",
     )
     p.add_argument("--chunks", type=int, nargs=3, default=(1, 512, 512), metavar=("Z", "Y", "X"))
+    p.add_argument(
+        "--shards", type=int, nargs=3, metavar=("Z", "Y", "X"), help="Zarr v3 shards (see README)"
+    )
     p.add_argument("--like", help="raw volume whose shape the labels must match")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dst")
     _add_common(p, config=False)

@@ -33,17 +33,22 @@ class IngestConfig:
     kind : ``raw`` (EM image), ``binary`` (membrane mask) or ``instances`` (cell ids).
     voxel_size : (z, y, x) in nanometres, written to the NGFF metadata.
     chunks : output chunk shape (z, y, x); also the slab height used while streaming.
+    shards : Zarr v3 shard shape (z, y, x), a multiple of ``chunks``, or None; with shards the
+        slab height is the shard's (one file per shard: for file systems with file-count quotas).
     """
 
     kind: Kind = "raw"
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
     chunks: tuple[int, int, int] = (1, 512, 512)
+    shards: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("raw", "binary", "instances"):
             raise ValueError(f"kind must be raw, binary or instances, got {self.kind!r}")
         if len(self.chunks) != 3 or any(int(c) <= 0 for c in self.chunks):
             raise ValueError(f"chunks must be 3 positive ints, got {self.chunks}")
+        if self.shards is not None:
+            ngff.grid_shapes(self.chunks, self.chunks, self.shards)  # a multiple of the chunks
 
 
 class Source:
@@ -168,8 +173,9 @@ def ingest(
                 config.voxel_size,
                 attrs={"stage": "ingest", "source": str(source.path), "kind": config.kind},
                 name=Path(dst).stem,
+                shards=config.shards,
             )
-            for box, data in source.slabs(config.chunks[0]):
+            for box, data in source.slabs((config.shards or config.chunks)[0]):
                 array[box.to_slices()] = _validate(data, config.kind, source.path, box, seen)
     finally:
         source.close()

@@ -17,6 +17,7 @@ rule ingest_raw:
         kind="raw",
         voxel_size=lambda w: DATASETS[w.dataset]["voxel_size"],
         chunks=lookup(dpath="ingest/chunks", within=config),
+        shards=lookup(dpath="ingest/shards", within=config),
     script:
         "../../scripts/ingest.py"
 
@@ -38,5 +39,6 @@ rule ingest_labels:
         kind=lambda w: DATASETS[w.dataset]["labels_format"],
         voxel_size=lambda w: DATASETS[w.dataset]["voxel_size"],
         chunks=lookup(dpath="ingest/chunks", within=config),
+        shards=lookup(dpath="ingest/shards", within=config),
     script:
         "../../scripts/ingest.py"
