@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint clean-demo
+.PHONY: setup demo test lint bench-gpu clean-demo
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: setup
 # Lint, then every test that needs no GPU (the real Snakemake and SLURM runs included).
 test: setup lint
 	$(BIN)/pytest -m "not gpu" $(PYTEST_ARGS)
+
+# GPU benchmarks (issue figures), on a GPU node: make bench-gpu TORCH=torch (a fresh .venv).
+bench-gpu: setup
+	$(BIN)/python bench/predict_gpu.py --compile
+	$(BIN)/python bench/train_gpu.py
 
 clean-demo:
 	rm -rf results work logs .snakemake

@@ -79,7 +79,14 @@ def test_map_bounded_dask_caps_tasks_in_flight() -> None:
 def test_cluster_choice_and_slurm_options(caplog: pytest.LogCaptureFixture) -> None:
     assert executors.is_address("tcp://10.0.0.1:8786") and not executors.is_address("local")
     opts = executors.slurm_options(8, {"memory": "32GB", "queue": "gpu"})
-    assert opts == {"cores": 1, "processes": 1, "job_cpu": 8, "memory": "32GB", "queue": "gpu"}
+    assert opts == {
+        "cores": 1,
+        "processes": 1,
+        "job_cpu": 8,
+        "memory": "32GB",
+        "queue": "gpu",
+        "job_script_prologue": [executors.WORKER_ENV],
+    }
     with (
         pytest.raises(ValueError, match="cluster must be 'local', 'slurm', 'none'"),
         executors.connect("pbs"),
@@ -108,3 +115,11 @@ def test_slurm_job_script() -> None:
         script = cluster.job_script()
     assert "--cpus-per-task=6" in script and "--gres=gpu:1" in script
     assert "--nthreads 1" in script
+    assert executors.WORKER_ENV in script  # workers run without Dask's statistical profiler
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_local_workers_run_without_the_profiler(processes: bool) -> None:
+    with executors.connect("local", workers=1, processes=processes) as client:
+        profiled = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+    assert list(profiled.values()) == [False]

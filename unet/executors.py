@@ -21,6 +21,13 @@ log = logging.getLogger("unet.predict")
 
 LOCAL, SLURM, IN_PROCESS = "local", "slurm", "none"
 
+# Dask's statistical worker profiler samples every thread's stack every 10 ms and keeps an hour
+# of samples: over an 82k-block prediction peak RSS grew by ~5 KB per block with it and stayed
+# flat without it (bench/predict_memory.py --full), and it takes the GIL from the I/O threads.
+# Workers started here run without it; a cluster given by address is left as it is.
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+WORKER_ENV = "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"
+
 
 def is_address(cluster: str) -> bool:
     """True for a scheduler address such as ``tcp://10.0.0.1:8786``."""
@@ -34,10 +41,20 @@ def slurm_options(
     ``blocks`` Dask threads and ``workers_threads`` CPUs for torch and I/O; ``options`` (queue,
     account, memory, walltime, job_extra_directives, ...) override.
 
-    >>> slurm_options(8, {"memory": "32GB"})["job_cpu"]
-    8
+    ``job_script_prologue`` gets :data:`WORKER_ENV` first.
+
+    >>> opts = slurm_options(8, {"memory": "32GB", "job_script_prologue": ["module load cuda"]})
+    >>> opts["job_cpu"], opts["job_script_prologue"][1]
+    (8, 'module load cuda')
     """
-    return {"cores": blocks, "processes": 1, "job_cpu": workers_threads, **dict(options)}
+    prologue = [WORKER_ENV, *options.get("job_script_prologue", [])]
+    return {
+        "cores": blocks,
+        "processes": 1,
+        "job_cpu": workers_threads,
+        **dict(options),
+        "job_script_prologue": prologue,
+    }
 
 
 @contextmanager
@@ -58,6 +75,7 @@ def connect(
     if cluster == IN_PROCESS:
         yield None
         return
+    import dask
     from distributed import Client, LocalCluster
 
     if is_address(cluster):
@@ -65,16 +83,18 @@ def connect(
             yield client
         return
     if cluster == LOCAL:
-        made: Any = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=blocks,
-            processes=processes,
-            dashboard_address=":0",
-        )
+        with dask.config.set(WORKER_CONFIG):  # nannies pass it on to worker processes
+            made: Any = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=blocks,
+                processes=processes,
+                dashboard_address=":0",
+            )
     elif cluster == SLURM:
         from dask_jobqueue import SLURMCluster
 
-        made = SLURMCluster(**slurm_options(threads, slurm or {}, blocks))
+        with dask.config.set(WORKER_CONFIG):
+            made = SLURMCluster(**slurm_options(threads, slurm or {}, blocks))
         made.scale(n=workers)
         log.info("submitted %d SLURM worker jobs:\n%s", workers, made.job_script())
     else:

@@ -293,7 +293,7 @@ def test_predict_with_dask_jobqueue_workers_as_slurm_jobs(
         ngff.open_array(tmp_path / "s.zarr")[:], ngff.open_array(tmp_path / "h.zarr")[:]
     )
 
-    fields = ["JobID", "Partition", "Account", "State"]
+    fields = ["JobID", "Partition", "Account", "State", "ElapsedRaw"]
     out = subprocess.run(
         [
             "sacct",
@@ -314,4 +314,5 @@ def test_predict_with_dask_jobqueue_workers_as_slurm_jobs(
     assert len(jobs) == 2, out  # one SLURM job per Dask worker
     for job in jobs:
         assert job["Account"] == local_slurm.account and job["Partition"] == local_slurm.partition
-        assert job["State"].split()[0] in {"COMPLETED", "CANCELLED", "RUNNING"}, job
+        # ran (its end state is dask-jobqueue's shutdown race: cancelled, or exited on its own)
+        assert int(job["ElapsedRaw"]) > 0, jobs
