@@ -36,8 +36,8 @@ class PredictConfig:
     channels_last, compile : channels-last memory format; ``torch.compile`` the net.
     output_dtype : ``uint8`` (round(p * 255)), ``float16`` or ``float32``.
     compression : Blosc ``"<codec>:<level>"`` of the output or ``"none"``
-        (:func:`unet.ngff.compressor`); ``zstd:1`` encodes ~6x faster than ``zstd:5`` for ~10%
-        more bytes, which matters at GPU speed.  A resumed output keeps the codec it began with.
+        (:func:`unet.ngff.compressor`); ``zstd:1`` writes 2.6-3.7x faster than ``zstd:5`` for
+        ~4% more bytes, which matters at GPU speed.  A resumed output keeps its first codec.
     cluster : ``local`` (LocalCluster), ``slurm`` (dask-jobqueue), ``none`` (this process) or a
         scheduler address ``tcp://host:port``.
     workers : Dask workers (local) or SLURM jobs; one per GPU.
