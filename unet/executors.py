@@ -22,8 +22,8 @@ log = logging.getLogger("unet.predict")
 LOCAL, SLURM, IN_PROCESS = "local", "slurm", "none"
 
 # Dask's statistical worker profiler samples every thread's stack every 10 ms and keeps an hour
-# of samples: over an 82k-block prediction peak RSS grew by ~5 KB per block with it and stayed
-# flat without it (bench/predict_memory.py --full), and it takes the GIL from the I/O threads.
+# of samples: an 82k-block prediction peaked at 798 MB RSS with it and 595 MB without
+# (bench/predict_memory.py --full), and it takes the GIL from the I/O threads.
 # Workers started here run without it; a cluster given by address is left as it is.
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 WORKER_ENV = "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"
