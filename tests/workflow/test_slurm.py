@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -186,22 +186,21 @@ def local_slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert stop.returncode == 0, f"stop-local-slurm.sh failed:\n{stop.stderr}"
 
 
-def _sacct(run_id: str) -> list[dict[str, str]]:
-    """One allocation record per SLURM job of this Snakemake run (the plugin names every job
-    after the run id and writes ``rule_<rule>[_wildcards_<...>]`` into its comment)."""
-    fields = ["JobID", "Comment", "Partition", "Account", "AllocTRES", "State"]
-    cmd = [
-        "sacct",
-        "-X",
-        "-n",
-        "-P",
-        "-S",
-        "now-1days",
-        f"--name={run_id}",
-        f"-o{','.join(fields)}",
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
-    return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines()]
+def _sacct(
+    name: str, fields: list[str], done: Callable[[list[dict[str, str]]], bool]
+) -> list[dict[str, str]]:
+    """One allocation record per SLURM job named ``name``, asked again until ``done(records)``.
+
+    slurmctld hands job records to slurmdbd asynchronously, so a ``sacct`` right after the jobs
+    ended can show none of them yet (it did, once, in CI); give it up to 60 s."""
+    cmd = ["sacct", "-X", "-n", "-P", "-S", "now-1days", f"--name={name}", f"-o{','.join(fields)}"]
+    deadline = time.monotonic() + 60
+    while True:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
+        records = [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines()]
+        if done(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(1)
 
 
 def _rule(comment: str) -> str:
@@ -226,7 +225,12 @@ def test_workflow_runs_through_sbatch(local_slurm: Cluster, tmp_path: Path) -> N
 
     run_id = re.search(r"SLURM run ID: (\S+)", _output(result))
     assert run_id, _output(result)[-3000:]
-    records = _sacct(run_id.group(1))
+    fields = ["JobID", "Comment", "Partition", "Account", "AllocTRES", "State"]
+    records = _sacct(
+        run_id.group(1),
+        fields,
+        lambda rs: len(rs) == len(SUBMITTED) and all(r["State"] == "COMPLETED" for r in rs),
+    )
     by_rule = {_rule(r["Comment"]): r for r in records}
     assert Counter(_rule(r["Comment"]) for r in records) == Counter(SUBMITTED), records
     for rule, record in by_rule.items():
@@ -294,24 +298,14 @@ def test_predict_with_dask_jobqueue_workers_as_slurm_jobs(
     )
 
     fields = ["JobID", "Partition", "Account", "State", "ElapsedRaw"]
-    out = subprocess.run(
-        [
-            "sacct",
-            "-X",
-            "-n",
-            "-P",
-            "-S",
-            "now-1days",
-            f"--name={job_name}",
-            f"-o{','.join(fields)}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    jobs = [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines()]
-    assert len(jobs) == 2, out  # one SLURM job per Dask worker
+    jobs = _sacct(
+        job_name,
+        fields,
+        lambda rs: (
+            len(rs) == 2 and all(r["ElapsedRaw"].isdigit() and int(r["ElapsedRaw"]) > 0 for r in rs)
+        ),
+    )
+    assert len(jobs) == 2, jobs  # one SLURM job per Dask worker
     for job in jobs:
         assert job["Account"] == local_slurm.account and job["Partition"] == local_slurm.partition
         # ran (its end state is dask-jobqueue's shutdown race: cancelled, or exited on its own)
