@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import doctest
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -63,6 +64,8 @@ def test_markers_states_and_shards(tmp_path: Path) -> None:
     assert states[[1, 5, 19]].tolist() == [1, 2, 1] and len(states) == 20
     assert blockstate.count(states) == {"done": 2, "failed": 1, "pending": 17}
     assert blockstate.read_states(markers, 3, 3).size == 0
+    for batch in (1, 4, 5, 8, 100):  # whole y-rows per read, at least one
+        assert blockstate.read_states(markers, 4, 24, batch).tolist() == states.tolist()
     ranges = [blockstate.shard_range(24, i, 5) for i in range(5)]
     assert ranges[0][0] == 0 and ranges[-1][1] == 24
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
@@ -85,3 +88,29 @@ def test_stored_layout_absent_or_incomplete(tmp_path: Path) -> None:
         blockstate.require_done(tmp_path / "p.zarr")
     assert err.value.failed == list(range(20))
     assert np.asarray(blockstate.open_markers(tmp_path / "p.zarr", "r")[:]).sum() == 0
+
+
+def test_read_states_reads_a_bounded_number_of_markers_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory of reading the markers must not grow with the number of blocks: every selection
+    asks for at most ``batch`` marker chunks (or one y-row, if longer)."""
+    group = zarr.open_group(str(tmp_path / "p.zarr"), mode="w")
+    markers = blockstate.create_markers(group, (3, 10, 7))
+    for i in (0, 69, 70, 150, 209):
+        blockstate.mark(markers, i, blockstate.DONE)
+    sizes: list[int] = []
+    getitem = type(markers).__getitem__
+
+    def counting(self: zarr.Array, sel: Any) -> Any:
+        out = getitem(self, sel)
+        sizes.append(int(np.asarray(out).size))
+        return out
+
+    monkeypatch.setattr(type(markers), "__getitem__", counting)
+    states = blockstate.read_states(markers, 0, 210, batch=20)
+    assert np.flatnonzero(states == blockstate.DONE).tolist() == [0, 69, 70, 150, 209]
+    assert max(sizes) <= 21 and sum(sizes) == 210  # 2 rows of 7 per read; each plane once
+    sizes.clear()
+    assert blockstate.read_states(markers, 75, 80, batch=20).tolist() == [0] * 5
+    assert sum(sizes) == 70  # only the plane that holds them

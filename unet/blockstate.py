@@ -181,14 +181,28 @@ def shard_range(n_blocks: int, shard: int, n_shards: int) -> tuple[int, int]:
     return shard * n_blocks // n_shards, (shard + 1) * n_blocks // n_shards
 
 
-def read_states(markers: zarr.Array, start: int, stop: int) -> np.ndarray:
-    """Marker values of flat blocks ``[start, stop)``, reading only the z-rows that hold them."""
-    row = math.prod(markers.shape[1:])
+# Marker chunks per read.  Zarr fetches all chunks of one selection concurrently, about 2 KB of
+# buffers and bookkeeping each: one read of the 81,920 markers of a 20 GB run peaked 178 MB
+# above its start, in batches of 4096 it stayed within 11 MB.
+READ_BATCH = 4096
+
+
+def read_states(markers: zarr.Array, start: int, stop: int, batch: int = READ_BATCH) -> np.ndarray:
+    """Marker values of flat blocks ``[start, stop)``, reading only the z-planes that hold them,
+    a batch of whole y-rows (about ``batch`` markers) at a time."""
     if stop <= start:
         return np.zeros(0, dtype=np.uint8)
-    z0, z1 = start // row, -(-stop // row)
-    slab = np.asarray(markers[z0:z1]).reshape(-1)
-    return slab[start - z0 * row : stop - z0 * row]
+    _, gy, gx = markers.shape
+    rows = max(1, batch // gx)
+    z0, z1 = start // (gy * gx), -(-stop // (gy * gx))
+    parts = [
+        np.asarray(markers[z, y : y + rows]).reshape(-1)
+        for z in range(z0, z1)
+        for y in range(0, gy, rows)
+    ]
+    flat = np.concatenate(parts)
+    offset = z0 * gy * gx
+    return flat[start - offset : stop - offset]
 
 
 def mark(markers: zarr.Array, flat_index: int, state: int) -> None:
