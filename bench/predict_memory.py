@@ -73,14 +73,8 @@ class TreeRSS:
             time.sleep(self.interval)
 
 
-def child(
-    work: Path, case: str, block: int, full: bool, processes: bool, glibc_default: bool
-) -> None:
-    from unet import executors
+def child(work: Path, case: str, block: int, full: bool, processes: bool) -> None:
     from unet.predict import PredictConfig, predict_volume, prepare_output, run_shard
-
-    if glibc_default:  # the comparison: glibc's own trim threshold (grows with freed buffers)
-        executors.limit_malloc_retention = lambda threshold=0: False
 
     base = peak_mb()
     tree = TreeRSS()
@@ -131,22 +125,10 @@ def main() -> None:
         action="store_true",
         help="Dask workers as processes (production); peak = summed RSS of the process tree",
     )
-    ap.add_argument(
-        "--glibc-default",
-        action="store_true",
-        help="leave glibc's trim threshold as it is (the pipeline lowers it to 64 KB)",
-    )
     ap.add_argument("--child", nargs=2, metavar=("WORK", "CASE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(
-            Path(args.child[0]),
-            args.child[1],
-            args.block,
-            args.full,
-            args.processes,
-            args.glibc_default,
-        )
+        child(Path(args.child[0]), args.child[1], args.block, args.full, args.processes)
         return
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     torch.manual_seed(0)
@@ -164,7 +146,6 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--block", str(args.block), "--child", str(work), case]
         cmd += ["--full"] if args.full else []
         cmd += ["--processes"] if args.processes else []
-        cmd += ["--glibc-default"] if args.glibc_default else []
         result = subprocess.run(cmd, check=True, capture_output=True, text=True)
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     print(
@@ -174,7 +155,6 @@ def main() -> None:
             if args.processes
             else "2 Dask workers (threads), peak RSS of the whole process"
         )
-        + ("; glibc's default trim threshold" if args.glibc_default else "")
     )
     print(
         f"{'raw':>8} {'shape':>20} {'shards':>7} {'blocks run':>11} {'s':>7} "
@@ -193,7 +173,6 @@ def main() -> None:
         "block": args.block,
         "full": args.full,
         "processes": args.processes,
-        "glibc_default": args.glibc_default,
         "runs": rows,
         "ratio": ratio,
     }

@@ -2,10 +2,6 @@ from __future__ import annotations
 
 import doctest
 import logging
-import os
-import platform
-import subprocess
-import sys
 import threading
 import time
 
@@ -127,69 +123,3 @@ def test_local_workers_run_without_the_profiler(processes: bool) -> None:
     with executors.connect("local", workers=1, processes=processes) as client:
         profiled = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
     assert list(profiled.values()) == [False]
-
-
-_RETENTION_PROBE = """
-import sys, threading
-import numpy as np
-from unet import executors
-
-def rss_mb():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
-
-if sys.argv[1] == "limit":
-    assert executors.limit_malloc_retention()
-kept = []
-
-def work():  # in a thread: its own malloc arena, as in a Dask worker thread
-    big = np.ones(16 * 2**20, np.uint8)
-    del big  # freeing one big buffer raises glibc's dynamic mmap threshold to 16 MB
-    bufs = [np.ones(2**20, np.uint8) for _ in range(128)]  # block-sized buffers, on the heap now
-    kept.append(bufs.pop())  # the newest one pins the top of the heap
-    bufs.clear()
-
-before = rss_mb()
-t = threading.Thread(target=work)
-t.start()
-t.join()
-print(round(rss_mb() - before))
-"""
-
-
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
-    reason="glibc's malloc only",
-)
-def test_limit_malloc_retention_returns_freed_block_buffers() -> None:
-    """128 freed 1 MB buffers: glibc keeps them after a big free raised its thresholds; with
-    ``limit_malloc_retention`` they go back to the OS (each process starts fresh: mallopt is
-    process-wide and cannot be undone).  The environment is cleaned of MALLOC_*: Dask's nanny
-    sets MALLOC_TRIM_THRESHOLD_ in this process's environment when it starts a worker."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    retained = {
-        mode: int(
-            subprocess.run(
-                [sys.executable, "-c", _RETENTION_PROBE, mode],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=120,
-                env=env,
-            ).stdout
-        )
-        for mode in ("default", "limit")
-    }
-    assert retained["default"] >= 64, retained  # the pattern does make glibc keep them
-    assert retained["limit"] <= 8, retained
-
-
-def test_connect_limits_malloc_retention_where_blocks_may_run_here(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    calls: list[int] = []
-    monkeypatch.setattr(executors, "limit_malloc_retention", lambda: calls.append(1) or True)
-    with executors.connect("none") as client:
-        assert client is None
-    with executors.connect("local", workers=1, processes=False):
-        pass
-    assert len(calls) == 2
