@@ -23,7 +23,8 @@ LOCAL, SLURM, IN_PROCESS = "local", "slurm", "none"
 
 # Dask's statistical worker profiler samples every thread's stack every 10 ms and keeps an hour
 # of samples: an 82k-block prediction peaked at 798 MB RSS with it and 595 MB without
-# (bench/predict_memory.py --full), and it takes the GIL from the I/O threads.
+# (bench/predict_memory.py --full, both with the since-fixed unbatched marker read), and it
+# takes the GIL from the I/O threads.
 # Workers started here run without it; a cluster given by address is left as it is.
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 WORKER_ENV = "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"
