@@ -193,16 +193,14 @@ def read_states(markers: zarr.Array, start: int, stop: int, batch: int = READ_BA
     if stop <= start:
         return np.zeros(0, dtype=np.uint8)
     _, gy, gx = markers.shape
-    rows = max(1, batch // gx)
-    z0, z1 = start // (gy * gx), -(-stop // (gy * gx))
+    plane, rows = gy * gx, max(1, batch // gx)
+    z0, z1 = start // plane, -(-stop // plane)
     parts = [
         np.asarray(markers[z, y : y + rows]).reshape(-1)
         for z in range(z0, z1)
         for y in range(0, gy, rows)
     ]
-    flat = np.concatenate(parts)
-    offset = z0 * gy * gx
-    return flat[start - offset : stop - offset]
+    return np.concatenate(parts)[start - z0 * plane : stop - z0 * plane]
 
 
 def mark(markers: zarr.Array, flat_index: int, state: int) -> None:

@@ -225,6 +225,8 @@ def test_workflow_runs_through_sbatch(local_slurm: Cluster, tmp_path: Path) -> N
 
     run_id = re.search(r"SLURM run ID: (\S+)", _output(result))
     assert run_id, _output(result)[-3000:]
+    # the plugin names every job after the run id and writes rule_<rule>[_wildcards_<...>]
+    # into its comment
     fields = ["JobID", "Comment", "Partition", "Account", "AllocTRES", "State"]
     records = _sacct(
         run_id.group(1),
