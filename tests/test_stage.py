@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from unet import stage, train_state
+from unet.errors import InputError, InputTypeError
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +41,8 @@ def lines(path) -> list[str]:
 @pytest.mark.parametrize(
     "error",
     [
-        ValueError("labels.zarr: bad shape (3, 4)"),
-        TypeError("labels.zarr: bad dtype float64"),
+        InputError("labels.zarr: bad shape (3, 4)"),
+        InputTypeError("labels.zarr: bad dtype float64"),
         FileNotFoundError("raw.zarr: no such Zarr volume"),
         FileExistsError("weights.zarr: already exists"),
         NotADirectoryError("out: is not a directory"),
@@ -66,7 +67,7 @@ def test_log_file_is_appended(tmp_path):
     log_file.write_text("earlier run\n")
     for message in ("first", "second"):
         with pytest.raises(SystemExit, match="1"):
-            stage.run("predict", fail(ValueError(message)), log_file=log_file)
+            stage.run("predict", fail(InputError(message)), log_file=log_file)
     logged = lines(log_file)
     assert len(logged) == 3 and logged[0] == "earlier run"
     assert logged[1].endswith("predict: first") and logged[2].endswith("predict: second")
@@ -95,13 +96,57 @@ def test_preempted_exits_75(tmp_path, error):
 
 @pytest.mark.parametrize(
     "error",
-    [RuntimeError("CUDA out of memory"), KeyError("missing"), ZeroDivisionError("bug")],
+    [
+        RuntimeError("CUDA out of memory"),
+        KeyError("missing"),
+        ZeroDivisionError("bug"),
+        ValueError("a library's own ValueError is not bad input"),
+        TypeError("f() got an unexpected keyword argument 'x'"),
+    ],
 )
-def test_other_exceptions_propagate(tmp_path, error):
+def test_programming_errors_log_their_traceback(tmp_path, error):
     log_file = tmp_path / "stage.log"
-    with pytest.raises(type(error), match=str(error).strip("'")):
+    with pytest.raises(SystemExit) as info:
         stage.run("predict", fail(error), log_file=log_file)
-    assert log_file.read_text() == ""  # nothing logged: the traceback is the caller's
+    assert info.value.code == stage.EXIT_FAILED
+    text = log_file.read_text()
+    first = text.splitlines()[0]
+    assert f"predict: internal error ({type(error).__name__}: " in first
+    assert "please report it" in first
+    assert "Traceback (most recent call last)" in text  # the bug can be located from the log
+    assert f"{type(error).__name__}: " in text.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            OSError(28, "No space left on device", "/scratch/out.zarr.partial/c/0/0/0"),
+            "/scratch/out.zarr.partial/c/0/0/0: No space left on device (ENOSPC); free space",
+        ),
+        (
+            PermissionError(13, "Permission denied", "/data/ro/out.zarr"),
+            "/data/ro/out.zarr: Permission denied (EACCES); check the permissions",
+        ),
+        (
+            OSError(30, "Read-only file system", "/ro/out.zarr"),
+            "/ro/out.zarr: Read-only file system (EROFS); choose a writable output folder",
+        ),
+        (
+            OSError(18, "Invalid cross-device link", "a.partial", None, "a"),
+            "a.partial -> a: Invalid cross-device link (EXDEV)",
+        ),
+        (FileNotFoundError("raw.zarr: no such Zarr volume"), "raw.zarr: no such Zarr volume"),
+    ],
+)
+def test_os_errors_are_one_line_with_path_and_errno(tmp_path, error, expected):
+    log_file = tmp_path / "stage.log"
+    with pytest.raises(SystemExit) as info:
+        stage.run("ingest", fail(error), log_file=log_file)
+    assert info.value.code == stage.EXIT_FAILED
+    logged = lines(log_file)
+    assert len(logged) == 1 and "Traceback" not in log_file.read_text()
+    assert f"ERROR unet.ingest: ingest: {expected}" in logged[0]
 
 
 def test_success_passes_the_return_value_through(tmp_path):
@@ -122,7 +167,7 @@ def test_success_passes_the_return_value_through(tmp_path):
 def test_success_without_a_log_file(capsys):
     assert stage.run("ingest", lambda: 42) == 42
     with pytest.raises(SystemExit, match="1"):
-        stage.run("ingest", fail(ValueError("raw.tif: not 3D")))
+        stage.run("ingest", fail(InputError("raw.tif: not 3D")))
     assert "ERROR unet.ingest: ingest: raw.tif: not 3D" in capsys.readouterr().err
 
 

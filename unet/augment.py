@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from unet.errors import InputError, InputTypeError
+
 Range = tuple[float, float]
 Factors = tuple[np.ndarray, np.ndarray]  # (rows, m) @ (m, X): positions of one axis
 
@@ -67,16 +69,16 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         for name in ("flips", "elastic", "elastic_3d"):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+                raise InputTypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not 0 <= self.rotation <= 180:
-            raise ValueError(f"rotation must be in [0, 180] degrees, got {self.rotation}")
+            raise InputError(f"rotation must be in [0, 180] degrees, got {self.rotation}")
         if not self.shift >= 0:
-            raise ValueError(f"shift must be non-negative, got {self.shift}")
+            raise InputError(f"shift must be non-negative, got {self.shift}")
         grid = self.elastic_grid
         if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
-            raise ValueError(f"elastic_grid must be an integer >= 2, got {grid!r}")
+            raise InputError(f"elastic_grid must be an integer >= 2, got {grid!r}")
         if not self.elastic_sigma >= 0:
-            raise ValueError(f"elastic_sigma must be non-negative, got {self.elastic_sigma}")
+            raise InputError(f"elastic_sigma must be non-negative, got {self.elastic_sigma}")
         for name, low in (("brightness", -math.inf), ("contrast", 0.0), ("gamma", 0.0)):
             object.__setattr__(self, name, _check_range(name, getattr(self, name), low))
 
@@ -85,7 +87,7 @@ def _check_range(name: str, value: Range, low: float) -> Range:
     pair = tuple(float(v) for v in value)
     if len(pair) != 2 or not (low < pair[0] <= pair[1] < math.inf):
         bound = "" if low == -math.inf else f" with low > {low}"
-        raise ValueError(f"{name} must be a finite (low, high) range{bound}, got {value}")
+        raise InputError(f"{name} must be a finite (low, high) range{bound}, got {value}")
     return pair[0], pair[1]
 
 
@@ -114,7 +116,7 @@ def augment(
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     image, labels, weights = np.asarray(image), np.asarray(labels), np.asarray(weights)
     if not image.shape == labels.shape == weights.shape or image.ndim not in (2, 3):
-        raise ValueError(
+        raise InputError(
             "image, labels and weights must share a (Y, X) or (Z, Y, X) shape, got "
             f"{image.shape}, {labels.shape} and {weights.shape}"
         )

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from unet.errors import InputError
 from unet.geometry import Box, Coord
 
 LAYOUT_VERSION = 1
@@ -127,7 +128,7 @@ def require_layout(path: str | Path, layout: Layout) -> None:
     if stored is None:
         raise FileNotFoundError(f"{path}: no prepared prediction output; run prepare_output")
     if stored.hash != layout.hash:
-        raise ValueError(
+        raise InputError(
             f"{path}: prepared for another layout ({stored.diff(layout)}); run prepare_output again"
         )
 
@@ -166,7 +167,7 @@ def open_markers(path: str | Path, mode: str = "r+") -> zarr.Array:
     """The marker array of the partial output at ``path``."""
     node = zarr.open_group(str(path), mode="r" if mode == "r" else "r+")[MARKERS]
     if not isinstance(node, zarr.Array):
-        raise ValueError(f"{path}/{MARKERS} is not an array")
+        raise InputError(f"{path}/{MARKERS} is not an array")
     return node
 
 
@@ -177,7 +178,7 @@ def shard_range(n_blocks: int, shard: int, n_shards: int) -> tuple[int, int]:
     [(0, 3), (3, 6), (6, 10)]
     """
     if n_shards < 1 or not 0 <= shard < n_shards:
-        raise ValueError(f"shard must be in [0, n_shards), got shard {shard} of {n_shards}")
+        raise InputError(f"shard must be in [0, n_shards), got shard {shard} of {n_shards}")
     return shard * n_blocks // n_shards, (shard + 1) * n_blocks // n_shards
 
 

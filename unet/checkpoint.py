@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from unet.errors import InputError
 from unet.model import UNet
 
 MODEL_FORMAT = "unet-em-model/1"
@@ -41,11 +42,11 @@ def read(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise ValueError(
+        raise InputError(
             f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
         ) from err
     if not isinstance(payload, dict) or "arch" not in payload:
-        raise ValueError(f"{path}: not a unet-em checkpoint (no architecture record)")
+        raise InputError(f"{path}: not a unet-em checkpoint (no architecture record)")
     return payload
 
 
@@ -60,16 +61,16 @@ def load_model(path: str | Path, arch: dict[str, Any] | None = None) -> UNet:
         diff = {k: (stored.get(k), v) for k, v in arch.items() if stored.get(k) != v}
         if diff:
             detail = ", ".join(f"{k}: file has {a!r}, expected {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(f"{path}: checkpoint is for another architecture ({detail})")
+            raise InputError(f"{path}: checkpoint is for another architecture ({detail})")
     try:
         model = UNet(**stored)
     except TypeError as err:
-        raise ValueError(f"{path}: unknown architecture record {stored} ({err})") from err
+        raise InputError(f"{path}: unknown architecture record {stored} ({err})") from err
     key = "state_dict" if "state_dict" in payload else "model"
     try:
         model.load_state_dict(payload[key])
     except (RuntimeError, KeyError) as err:
-        raise ValueError(f"{path}: weights do not fit the architecture {stored} ({err})") from err
+        raise InputError(f"{path}: weights do not fit the architecture {stored} ({err})") from err
     return model.eval()
 
 

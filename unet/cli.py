@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from unet import __version__
+from unet.errors import InputError
 from unet.stage import run
 
 
@@ -28,9 +29,9 @@ def _load_config(path: str | None) -> dict[str, Any]:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{path}: no such config file") from err
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from err
+        raise InputError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config file must be a mapping of sections")
+        raise InputError(f"{path}: a config file must be a mapping of sections")
     return data
 
 
@@ -154,9 +155,9 @@ def _cmd_curve(args: argparse.Namespace) -> Any:
                 for row in csv.DictReader(fh)
             ]
     except (UnicodeDecodeError, csv.Error, ValueError) as err:
-        raise ValueError(f"{path}: not a metrics.csv written by unet train ({err})") from err
+        raise InputError(f"{path}: not a metrics.csv written by unet train ({err})") from err
     if not rows or "val_pixel_error" not in rows[0]:
-        raise ValueError(f"{path}: not a metrics.csv written by unet train")
+        raise InputError(f"{path}: not a metrics.csv written by unet train")
     checked = [r for r in rows if r["val_pixel_error"] is not None]
     return {
         "steps": int(rows[-1]["step"]),

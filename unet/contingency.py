@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from unet.errors import InputError, InputTypeError
 from unet.geometry import Box, blocks
 
 CROSS = ndimage.generate_binary_structure(2, 1)  # 4-connectivity of cells, as the challenge
@@ -30,14 +31,14 @@ _MAX_LABEL = 2**32 - 1
 
 def _check_map(array: np.ndarray, name: str) -> None:
     if array.ndim not in (2, 3):
-        raise ValueError(f"{name} must be 2D (Y, X) or 3D (Z, Y, X), got shape {array.shape}")
+        raise InputError(f"{name} must be 2D (Y, X) or 3D (Z, Y, X), got shape {array.shape}")
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be bool, integer or float, got dtype {array.dtype}")
+        raise InputTypeError(f"{name} must be bool, integer or float, got dtype {array.dtype}")
     lo, hi = (np.min(array), np.max(array)) if array.size else (0, 0)
     if array.dtype.kind == "f" and not 0.0 <= lo <= hi <= 1.0:  # also catches NaN
-        raise ValueError(f"{name} is float: a probability map in [0, 1]; got [{lo}, {hi}]")
+        raise InputError(f"{name} is float: a probability map in [0, 1]; got [{lo}, {hi}]")
     if array.dtype.kind == "i" and lo < 0:
-        raise ValueError(f"{name} must not hold negative labels, got {lo}")
+        raise InputError(f"{name} must not hold negative labels, got {lo}")
 
 
 def as_foreground(array: Any, *, threshold: float = 0.5, name: str = "array") -> np.ndarray:
@@ -112,14 +113,14 @@ class ContingencyTable:
         """
         pred, true = np.asarray(prediction), np.asarray(truth)
         if pred.shape != true.shape:
-            raise ValueError(f"prediction shape {pred.shape} != truth shape {true.shape}")
+            raise InputError(f"prediction shape {pred.shape} != truth shape {true.shape}")
         for name, arr in (("prediction", pred), ("truth", true)):
             if arr.ndim not in (2, 3):
-                raise ValueError(f"{name} must be (Y, X) or (Z, Y, X), got shape {arr.shape}")
+                raise InputError(f"{name} must be (Y, X) or (Z, Y, X), got shape {arr.shape}")
             if arr.dtype.kind not in "biu":
-                raise TypeError(f"{name} must hold integer labels, got dtype {arr.dtype}")
+                raise InputTypeError(f"{name} must hold integer labels, got dtype {arr.dtype}")
             if arr.size and not 0 <= int(arr.min()) <= int(arr.max()) <= _MAX_LABEL:
-                raise ValueError(
+                raise InputError(
                     f"{name} labels must lie in [0, 2**32), got [{arr.min()}, {arr.max()}]"
                 )
         pred = pred.reshape((-1,) + pred.shape[-2:])
@@ -162,7 +163,7 @@ class ContingencyTable:
 
     def _require_foreground(self, what: str) -> None:
         if not self._slices:
-            raise ValueError(f"{what} is undefined: no pixel is foreground in the truth")
+            raise InputError(f"{what} is undefined: no pixel is foreground in the truth")
 
     def v_rand(self) -> float:
         """Foreground-restricted Rand F-score, pooled over slices (1 = perfect).
@@ -269,21 +270,21 @@ def blockwise_scores(
     """
     shape = tuple(prediction_array.shape)
     if tuple(truth_array.shape) != shape:
-        raise ValueError(f"prediction shape {shape} != truth shape {tuple(truth_array.shape)}")
+        raise InputError(f"prediction shape {shape} != truth shape {tuple(truth_array.shape)}")
     if len(shape) != 3:
-        raise ValueError(f"blockwise scoring needs (Z, Y, X) arrays, got shape {shape}")
+        raise InputError(f"blockwise scoring needs (Z, Y, X) arrays, got shape {shape}")
     sweep = [threshold] if thresholds is None else [float(t) for t in thresholds]
     if not (sweep and all(0.0 <= t < 1.0 for t in sweep)):
-        raise ValueError(f"thresholds must be a non-empty list in [0, 1), got {sweep}")
+        raise InputError(f"thresholds must be a non-empty list in [0, 1), got {sweep}")
     if block_shape is None:
         block_shape = int(getattr(prediction_array, "chunks", (1,))[0])
     if isinstance(block_shape, (int, np.integer)):
         block_shape = (int(block_shape),) + shape[1:]
     if len(block_shape) != 3 or tuple(block_shape[1:]) != shape[1:] or block_shape[0] < 1:
-        raise ValueError(f"blocks must be whole slices {shape[1:]}, got {tuple(block_shape)}")
+        raise InputError(f"blocks must be whole slices {shape[1:]}, got {tuple(block_shape)}")
     zs = sorted(set(range(shape[0]) if slices is None else (int(z) for z in slices)))
     if not zs or not 0 <= zs[0] <= zs[-1] < shape[0]:
-        raise ValueError(f"slices must be a non-empty subset of range({shape[0]}), got {slices}")
+        raise InputError(f"slices must be a non-empty subset of range({shape[0]}), got {slices}")
 
     levels = [threshold] + [t for t in sweep if t != threshold]
     jobs = []

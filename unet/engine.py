@@ -35,6 +35,7 @@ import zarr
 from unet import blockstate, inference, ngff
 from unet.blockstate import Layout
 from unet.checkpoint import checksum, load_model
+from unet.errors import InputError
 from unet.geometry import Box, Tile, TilePlan, read_mirrored
 from unet.inference import Precision, Predictor, tile_plan
 from unet.normalize import to_unit
@@ -121,7 +122,7 @@ class Engine:
 
     def __init__(self, spec: EngineSpec) -> None:
         if checksum(spec.model_path) != spec.model_checksum:
-            raise ValueError(
+            raise InputError(
                 f"{spec.model_path}: model file changed since the run was prepared "
                 f"(checksum {spec.model_checksum[:12]}...); prepare the output again"
             )

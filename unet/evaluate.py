@@ -23,6 +23,7 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from unet.contingency import CROSS, as_foreground, blockwise_scores
+from unet.errors import InputError, InputTypeError
 from unet.metrics import DEFAULT_THRESHOLDS, warping_error
 
 PAPER_ISBI2012: dict[str, float] = {
@@ -62,20 +63,20 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+            raise InputError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.postprocess not in ("threshold", "watershed"):
-            raise ValueError(
+            raise InputError(
                 f"postprocess must be 'threshold' or 'watershed', got {self.postprocess!r}"
             )
         if not self.threshold <= self.seed_threshold < 1.0:
-            raise ValueError(
+            raise InputError(
                 f"seed_threshold must be in [threshold, 1) = [{self.threshold}, 1), "
                 f"got {self.seed_threshold}"
             )
         if self.slices is not None:
             slices = tuple(int(z) for z in self.slices)
             if not slices or min(slices) < 0:
-                raise ValueError(f"slices must be non-negative indices, got {self.slices}")
+                raise InputError(f"slices must be non-negative indices, got {self.slices}")
             object.__setattr__(self, "slices", slices)
 
 
@@ -85,9 +86,9 @@ def probability(array: Any) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / np.float32(255)
     if arr.dtype.kind != "f":
-        raise TypeError(f"probabilities must be uint8 or float, got dtype {arr.dtype}")
+        raise InputTypeError(f"probabilities must be uint8 or float, got dtype {arr.dtype}")
     if arr.size and not (0.0 <= float(arr.min()) and float(arr.max()) <= 1.0):
-        raise ValueError(f"float probabilities must lie in [0, 1], got [{arr.min()}, {arr.max()}]")
+        raise InputError(f"float probabilities must lie in [0, 1], got [{arr.min()}, {arr.max()}]")
     return arr.astype(np.float32, copy=False)
 
 
@@ -110,7 +111,7 @@ def segment(probability_map: Any, config: EvaluateConfig) -> np.ndarray:
     probability map, slice by slice, as ``config.postprocess`` says."""
     p = probability(probability_map)
     if p.ndim not in (2, 3):
-        raise ValueError(f"probability map must be (Y, X) or (Z, Y, X), got shape {p.shape}")
+        raise InputError(f"probability map must be (Y, X) or (Z, Y, X), got shape {p.shape}")
     stack = p.reshape((-1,) + p.shape[-2:])
     labels = np.zeros(stack.shape, np.int64)
     offset = 0
@@ -142,15 +143,15 @@ def evaluate(probability_array: Any, truth_array: Any, config: EvaluateConfig) -
     """
     prob, truth = probability_array, truth_array
     if tuple(prob.shape) != tuple(truth.shape):
-        raise ValueError(
+        raise InputError(
             f"probability shape {tuple(prob.shape)} != truth shape {tuple(truth.shape)}"
         )
     if len(prob.shape) == 2:
         prob, truth = np.asarray(prob)[None], np.asarray(truth)[None]
     if len(prob.shape) != 3:
-        raise ValueError(f"arrays must be (Y, X) or (Z, Y, X), got shape {tuple(prob.shape)}")
+        raise InputError(f"arrays must be (Y, X) or (Z, Y, X), got shape {tuple(prob.shape)}")
     if np.dtype(truth.dtype).kind not in "biu":
-        raise TypeError(f"truth must be a binary or instance image, got dtype {truth.dtype}")
+        raise InputTypeError(f"truth must be a binary or instance image, got dtype {truth.dtype}")
     view = _Reader(prob)
     if config.postprocess == "threshold":
         sweep = DEFAULT_THRESHOLDS if config.sweep else None
@@ -195,7 +196,7 @@ def write_overlay_png(
     raw, prob = np.asarray(raw_slice), probability(probability_slice)
     truth = as_foreground(truth_slice, name="truth")
     if raw.ndim != 2 or not raw.shape == prob.shape == truth.shape:
-        raise ValueError(
+        raise InputError(
             f"need three 2D slices of one shape, got raw {raw.shape}, "
             f"probability {prob.shape}, truth {truth.shape}"
         )
@@ -252,7 +253,7 @@ def write_report(
         image_path = Path(image)
         mime = _MIME.get(image_path.suffix.lower())
         if mime is None:
-            raise ValueError(f"image {title!r}: unsupported file type {image_path.suffix!r}")
+            raise InputError(f"image {title!r}: unsupported file type {image_path.suffix!r}")
         if not image_path.is_file():
             raise FileNotFoundError(f"image {title!r} not found: {image_path}")
         data = base64.b64encode(image_path.read_bytes()).decode("ascii")

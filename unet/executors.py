@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from unet.errors import InputError
+
 log = logging.getLogger("unet.predict")
 
 LOCAL, SLURM, IN_PROCESS = "local", "slurm", "none"
@@ -103,7 +105,7 @@ def connect(
         made.scale(n=workers)
         log.info("submitted %d SLURM worker jobs:\n%s", workers, made.job_script())
     else:
-        raise ValueError(
+        raise InputError(
             f"cluster must be 'local', 'slurm', 'none' or a scheduler address, got {cluster!r}"
         )
     with made, Client(made) as client:
@@ -133,7 +135,7 @@ def map_bounded(
     the rest are not started.  Errors are yielded, never raised, so the caller can mark them.
     """
     if max_in_flight < 1:
-        raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        raise InputError(f"max_in_flight must be >= 1, got {max_in_flight}")
     if client is None and max_in_flight == 1:
         for item in items:
             if stop():

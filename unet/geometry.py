@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from unet.errors import InputError
+
 Coord = tuple[int, ...]
 T = TypeVar("T")
 
@@ -43,7 +45,7 @@ def as_coord(value: int | Sequence[int], ndim: int, name: str = "value") -> Coor
         return (int(value),) * ndim
     out = tuple(int(v) for v in value)
     if len(out) != ndim:
-        raise ValueError(f"{name} must have {ndim} entries, got {len(out)}: {tuple(value)}")
+        raise InputError(f"{name} must have {ndim} entries, got {len(out)}: {tuple(value)}")
     return out
 
 
@@ -62,9 +64,9 @@ class Box:
         offset = tuple(int(v) for v in self.offset)
         shape = tuple(int(v) for v in self.shape)
         if len(offset) != len(shape):
-            raise ValueError(f"Box offset {offset} and shape {shape} differ in length")
+            raise InputError(f"Box offset {offset} and shape {shape} differ in length")
         if any(s < 0 for s in shape):
-            raise ValueError(f"Box shape must be non-negative, got {shape}")
+            raise InputError(f"Box shape must be non-negative, got {shape}")
         object.__setattr__(self, "offset", offset)
         object.__setattr__(self, "shape", shape)
 
@@ -105,7 +107,7 @@ class Box:
         a = b if after is None else as_coord(after, self.ndim, "after")
         shape = tuple(s + x + y for s, x, y in zip(self.shape, b, a, strict=True))
         if any(s < 0 for s in shape):
-            raise ValueError(f"cannot shrink {self} by {b} / {a}: shape would be {shape}")
+            raise InputError(f"cannot shrink {self} by {b} / {a}: shape would be {shape}")
         return Box(tuple(o - x for o, x in zip(self.offset, b, strict=True)), shape)
 
     def shift(self, delta: int | Sequence[int]) -> Box:
@@ -135,7 +137,7 @@ class Box:
 
     def _same_ndim(self, other: Box) -> None:
         if other.ndim != self.ndim:
-            raise ValueError(f"boxes differ in dimensionality: {self} vs {other}")
+            raise InputError(f"boxes differ in dimensionality: {self} vs {other}")
 
 
 @dataclass(frozen=True)
@@ -180,20 +182,20 @@ class TilePlan:
             zip(self.block_shape, self.output_shape, self.input_shape, strict=True)
         ):
             if w <= 0:
-                raise ValueError(f"block shape must be positive, got {self.block_shape}")
+                raise InputError(f"block shape must be positive, got {self.block_shape}")
             if not w <= o <= i:
-                raise ValueError(
+                raise InputError(
                     f"axis {ax}: need block {w} <= net output {o} <= net input {i} "
                     f"(block {self.block_shape}, output {self.output_shape}, "
                     f"input {self.input_shape})"
                 )
             if (o - w) % 2 or (i - w) % 2:
-                raise ValueError(
+                raise InputError(
                     f"axis {ax}: net input {i} and output {o} must exceed the block {w} by an "
                     "even number, so the tile can be centred on it"
                 )
         if any(v <= 0 for v in self.volume_shape):
-            raise ValueError(f"volume shape must be positive, got {self.volume_shape}")
+            raise InputError(f"volume shape must be positive, got {self.volume_shape}")
 
     @property
     def volume(self) -> Box:
@@ -244,7 +246,7 @@ def check_multiple(shape: Sequence[int], of: Sequence[int], what: str, of_what: 
     """Raise unless every entry of ``shape`` is a positive multiple of ``of``."""
     for s, c in zip(shape, of, strict=True):
         if s <= 0 or s % c:
-            raise ValueError(f"{what} {tuple(shape)} must be a multiple of {of_what} {tuple(of)}")
+            raise InputError(f"{what} {tuple(shape)} must be a multiple of {of_what} {tuple(of)}")
 
 
 def mirror_indices(begin: int, end: int, n: int) -> np.ndarray:
@@ -255,7 +257,7 @@ def mirror_indices(begin: int, end: int, n: int) -> np.ndarray:
     [2, 1, 0, 0, 1, 2, 2, 1, 0]
     """
     if n <= 0:
-        raise ValueError(f"cannot mirror an empty axis (length {n})")
+        raise InputError(f"cannot mirror an empty axis (length {n})")
     pos = np.arange(begin, end) % (2 * n)
     return np.where(pos < n, pos, 2 * n - 1 - pos)
 
@@ -268,7 +270,7 @@ def read_mirrored(array: Any, box: Box) -> np.ndarray:
     """
     volume = Box.from_shape(array.shape)
     if box.ndim != volume.ndim:
-        raise ValueError(f"box {box} does not match array of shape {array.shape}")
+        raise InputError(f"box {box} does not match array of shape {array.shape}")
     if volume.contains(box):
         return np.asarray(array[box.to_slices()])
     hull_box = box.intersect(volume)
@@ -300,7 +302,7 @@ class Window:
 
     def __init__(self, array: Any, box: Box) -> None:
         if not Box.from_shape(array.shape).contains(box):
-            raise ValueError(f"window {box} is not inside the array of shape {array.shape}")
+            raise InputError(f"window {box} is not inside the array of shape {array.shape}")
         self.array, self.box = array, box
         self.shape, self.ndim = box.shape, box.ndim
         self.dtype = getattr(array, "dtype", None)
@@ -313,7 +315,7 @@ class Window:
             if isinstance(i, slice):
                 start, stop, step = i.indices(n)
                 if step != 1:
-                    raise ValueError(f"Window supports unit-step slices only, got {i}")
+                    raise InputError(f"Window supports unit-step slices only, got {i}")
                 out.append(slice(start + o, max(start, stop) + o))
             else:
                 k = int(i) + n if int(i) < 0 else int(i)
@@ -331,7 +333,7 @@ def center_crop(array: T, shape: Sequence[int]) -> T:
     lead = tuple(arr.shape[: arr.ndim - len(shape)])
     diff = [s - t for s, t in zip(spatial, shape, strict=True)]
     if any(d < 0 or d % 2 for d in diff):
-        raise ValueError(
+        raise InputError(
             f"cannot centre-crop shape {spatial} to {tuple(shape)}: "
             "each axis must shrink by a non-negative even amount"
         )

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from unet.errors import InputError
 from unet.geometry import Coord, Tile, TilePlan, check_multiple, read_mirrored
 from unet.model import UNet
 from unet.normalize import to_unit
@@ -39,7 +40,7 @@ def tile_plan(model: UNet, volume_shape: Sequence[int], block_shape: Sequence[in
     """
     block = tuple(int(b) for b in block_shape)
     if len(block) != 3 or len(volume_shape) != 3:
-        raise ValueError(f"volume {tuple(volume_shape)} and block {block} must be (z, y, x)")
+        raise InputError(f"volume {tuple(volume_shape)} and block {block} must be (z, y, x)")
     check_multiple(block, net_factor(model), "block shape", "the net's down-sampling factor")
     out, inp = list(block), list(block)
     for ax in spatial_axes(model):
@@ -55,7 +56,7 @@ def check_context(model: UNet, volume_shape: Sequence[int], name: str = "volume"
     invent most of every tile."""
     for ax in spatial_axes(model):
         if volume_shape[ax] < model.context:
-            raise ValueError(
+            raise InputError(
                 f"{name} of shape {tuple(volume_shape)} is smaller than the network context "
                 f"{model.context} along axis {'zyx'[ax]}; use a shallower net (depth) or a "
                 "bigger volume"
@@ -68,7 +69,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise InputError(
             f"device {name!r} requested but this torch {torch.__version__} sees no "
             "CUDA device (CPU-only build, or no GPU allocated to the job?)"
         )
@@ -102,7 +103,7 @@ class Predictor:
         channels_last: bool = False,
     ) -> None:
         if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+            raise InputError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.precision = precision

@@ -21,6 +21,7 @@ import numpy as np
 import tifffile
 
 from unet import ngff, outputs
+from unet.errors import InputError
 from unet.geometry import Box, blocks
 
 Kind = Literal["raw", "binary", "instances"]
@@ -44,9 +45,9 @@ class IngestConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in ("raw", "binary", "instances"):
-            raise ValueError(f"kind must be raw, binary or instances, got {self.kind!r}")
+            raise InputError(f"kind must be raw, binary or instances, got {self.kind!r}")
         if len(self.chunks) != 3 or any(int(c) <= 0 for c in self.chunks):
-            raise ValueError(f"chunks must be 3 positive ints, got {self.chunks}")
+            raise InputError(f"chunks must be 3 positive ints, got {self.chunks}")
         if self.shards is not None:
             ngff.grid_shapes(self.chunks, self.chunks, self.shards)  # a multiple of the chunks
 
@@ -69,7 +70,7 @@ class Source:
                 series = self._tif.series[0]
                 shape, dtype = tuple(series.shape), np.dtype(series.dtype)
             except Exception as err:  # tifffile raises many types for corrupt files
-                raise ValueError(f"{self.path}: not a readable TIFF image ({err})") from err
+                raise InputError(f"{self.path}: not a readable TIFF image ({err})") from err
         if len(shape) == 2:
             shape = (1, *shape)
         problem = ""
@@ -82,7 +83,7 @@ class Source:
             problem = f"empty image of shape {shape}"
         if problem:
             self.close()
-            raise ValueError(f"{self.path}: {problem}")
+            raise InputError(f"{self.path}: {problem}")
         self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
         self.dtype = dtype
 
@@ -99,7 +100,7 @@ class Source:
                 data = self._tif.series[0].asarray(key=range(z0, z1))
                 data = data.reshape((z1 - z0, *self.shape[1:]))
         except Exception as err:
-            raise ValueError(
+            raise InputError(
                 f"{self.path}: cannot read slices {z0}..{z1 - 1} (truncated or corrupt TIFF? {err})"
             ) from err
         return np.asarray(data[(slice(None),) + box.to_slices()[1:]])
@@ -117,25 +118,25 @@ def _validate(data: np.ndarray, kind: Kind, src: Path, box: Box, seen: set[int])
     where = f"{src} (slices {box.begin[0]}..{box.end[0] - 1})"
     if kind == "raw":
         if data.dtype.kind not in "uif":
-            raise ValueError(f"{where}: raw images must be numeric, got dtype {data.dtype}")
+            raise InputError(f"{where}: raw images must be numeric, got dtype {data.dtype}")
         if data.dtype.kind == "f" and not np.isfinite(data).all():
             bad = int((~np.isfinite(data)).sum())
-            raise ValueError(f"{where}: raw image holds {bad} NaN/inf values")
+            raise InputError(f"{where}: raw image holds {bad} NaN/inf values")
         return data
     if data.dtype == bool:
         data = data.astype(np.uint8)
     if data.dtype.kind == "f":
         if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
-            raise ValueError(f"{where}: labels must be whole numbers, found fractional/NaN values")
+            raise InputError(f"{where}: labels must be whole numbers, found fractional/NaN values")
         data = data.astype(np.int64)
     if data.dtype.kind not in "ui":
-        raise ValueError(f"{where}: labels must be integers, got dtype {data.dtype}")
+        raise InputError(f"{where}: labels must be integers, got dtype {data.dtype}")
     if data.size and data.min() < 0:
-        raise ValueError(f"{where}: labels must be >= 0, found {int(data.min())}")
+        raise InputError(f"{where}: labels must be >= 0, found {int(data.min())}")
     if kind == "binary":
         seen.update(int(v) for v in np.unique(data)[:3])
         if len(seen) > 2:
-            raise ValueError(
+            raise InputError(
                 f"{where}: a binary mask holds at most two values, found "
                 f"{sorted(seen)[:3]}... (use labels_format: instances for cell ids)"
             )
@@ -158,7 +159,7 @@ def ingest(
         if like is not None:
             ref = ngff.open_array(like).shape
             if tuple(ref) != source.shape:
-                raise ValueError(
+                raise InputError(
                     f"{source.path}: labels of shape {source.shape} do not match the raw volume "
                     f"{like} of shape {tuple(ref)}"
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from unet.errors import InputError
 from unet.geometry import center_crop
 
 
@@ -29,23 +30,23 @@ def weighted_cross_entropy(
     () scalar loss, differentiable w.r.t. ``logits``.
     """
     if logits.ndim < 3:
-        raise ValueError(f"logits must be (N, C, *S), got shape {tuple(logits.shape)}")
+        raise InputError(f"logits must be (N, C, *S), got shape {tuple(logits.shape)}")
     if target.dtype != torch.int64:
         raise TypeError(f"target must hold int64 class indices, got dtype {target.dtype}")
     if not weights.is_floating_point():
         raise TypeError(f"weights must be floating point, got dtype {weights.dtype}")
     spatial = tuple(logits.shape[2:])
     if target.shape != weights.shape:
-        raise ValueError(
+        raise InputError(
             f"target {tuple(target.shape)} and weights {tuple(weights.shape)} differ in shape"
         )
     if target.ndim != logits.ndim - 1 or target.shape[0] != logits.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"target {tuple(target.shape)} must be (N, *T) for logits {tuple(logits.shape)}"
         )
     diff = [t - s for t, s in zip(target.shape[1:], spatial, strict=True)]
     if any(d < 0 or d % 2 for d in diff):
-        raise ValueError(
+        raise InputError(
             f"target {tuple(target.shape)} cannot be centre-cropped to logits "
             f"{tuple(logits.shape)}: each spatial axis must shrink by a non-negative even amount"
         )

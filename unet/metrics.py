@@ -29,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from unet.contingency import CROSS, ContingencyTable, as_foreground, as_instances
+from unet.errors import InputError
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 """Thresholds swept by :func:`rand_error` for probability maps: 0.05, 0.10, ..., 0.95."""
@@ -40,7 +41,7 @@ _OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)
 def _pair(prediction: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
     pred, true = np.asarray(prediction), np.asarray(truth)
     if pred.shape != true.shape:
-        raise ValueError(f"prediction shape {pred.shape} != truth shape {true.shape}")
+        raise InputError(f"prediction shape {pred.shape} != truth shape {true.shape}")
     return pred, true
 
 
@@ -96,7 +97,7 @@ def rand_error(prediction: Any, truth: Any, thresholds: Sequence[float] | None =
     pred, true = _pair(prediction, truth)
     sweep = DEFAULT_THRESHOLDS if thresholds is None else tuple(float(t) for t in thresholds)
     if not sweep or not all(0.0 <= t < 1.0 for t in sweep):
-        raise ValueError(f"thresholds must be a non-empty list in [0, 1), got {thresholds}")
+        raise InputError(f"thresholds must be a non-empty list in [0, 1), got {thresholds}")
     if pred.dtype.kind != "f":
         sweep = (0.5,)
     true_labels = as_instances(true, name="truth")
@@ -143,7 +144,7 @@ def simple_point_warp(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     has the topology of ``source`` and differs from ``target`` only at topological errors.
     """
     if source.shape != target.shape or source.ndim != 2:
-        raise ValueError(f"need two 2D masks of one shape, got {source.shape}, {target.shape}")
+        raise InputError(f"need two 2D masks of one shape, got {source.shape}, {target.shape}")
     table = simple_point_table()
     warped = np.pad(source.astype(bool), 1)  # the outside is boundary in both
     goal = np.pad(target.astype(bool), 1).ravel()

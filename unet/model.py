@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from unet.errors import InputError
 from unet.geometry import center_crop
 
 
@@ -131,16 +132,16 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         if ndim not in (2, 3):
-            raise ValueError(f"ndim must be 2 or 3, got {ndim}")
+            raise InputError(f"ndim must be 2 or 3, got {ndim}")
         if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
+            raise InputError(f"depth must be >= 1, got {depth}")
         if in_channels < 1 or n_classes < 1 or base_channels < 1:
-            raise ValueError(
+            raise InputError(
                 "in_channels, n_classes and base_channels must be >= 1, got "
                 f"{in_channels}, {n_classes}, {base_channels}"
             )
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise InputError(f"dropout must be in [0, 1), got {dropout}")
         self.arch: dict[str, Any] = dict(
             in_channels=in_channels,
             n_classes=n_classes,
@@ -212,7 +213,7 @@ class UNet(nn.Module):
             if o is None:
                 lo, hi = nearest_valid_inputs(s, self.depth)
                 near = f"{lo}, {hi}" if lo else f"{hi}"
-                raise ValueError(
+                raise InputError(
                     f"input {'x'.join(map(str, shape))} gives no valid output: "
                     f"nearest valid inputs {near}"
                 )
@@ -226,7 +227,7 @@ class UNet(nn.Module):
         for o in shape:
             i = input_size(o, self.depth)
             if i is None:
-                raise ValueError(
+                raise InputError(
                     f"output {'x'.join(map(str, shape))} is not reachable: valid outputs are "
                     f"{self.valid_output(o)} - {self.factor} * k (>= 1) for depth {self.depth}"
                 )
@@ -243,7 +244,7 @@ class UNet(nn.Module):
     def _spatial(self, shape: Sequence[int], what: str) -> tuple[int, ...]:
         shape = tuple(int(s) for s in shape)
         if len(shape) != self.ndim:
-            raise ValueError(
+            raise InputError(
                 f"{what} shape {shape} must have {self.ndim} spatial axes for a {self.ndim}D UNet"
             )
         return shape

@@ -19,6 +19,7 @@ import zarr
 from zarr.codecs import BloscCname, BloscCodec, BloscShuffle
 
 from unet import __version__
+from unet.errors import InputError
 from unet.geometry import check_multiple
 
 AXES = ("z", "y", "x")
@@ -43,7 +44,7 @@ def compressor(spec: str = DEFAULT_COMPRESSION) -> BloscCodec | None:
         return None
     cname, _, level = spec.partition(":")
     if cname not in CNAMES or not level.isdigit() or not 0 <= int(level) <= 9:
-        raise ValueError(
+        raise InputError(
             f"compression must be 'none' or '<codec>:<level>' with codec one of {CNAMES} and "
             f"level 0-9 (e.g. 'zstd:1'), got {spec!r}"
         )
@@ -130,9 +131,9 @@ def create(
     """
     path = Path(path)
     if len(shape) != 3:
-        raise ValueError(f"{path}: volumes are (z, y, x), got shape {tuple(shape)}")
+        raise InputError(f"{path}: volumes are (z, y, x), got shape {tuple(shape)}")
     if len(voxel_size) != 3 or any(float(v) <= 0 for v in voxel_size):
-        raise ValueError(f"{path}: voxel size must be 3 positive numbers, got {voxel_size}")
+        raise InputError(f"{path}: voxel size must be 3 positive numbers, got {voxel_size}")
     if path.exists():
         raise FileExistsError(f"{path}: already exists; refusing to overwrite it")
     codec = compressor(compression)
@@ -169,14 +170,14 @@ def open_array(path: str | Path, level: int = 0, mode: str = "r") -> zarr.Array:
     try:
         node = zarr.open(str(path), mode=cast(Literal["r", "r+", "a"], mode))
     except Exception as err:  # zarr raises several types for unreadable stores
-        raise ValueError(f"{path}: not a readable Zarr store ({err})") from err
+        raise InputError(f"{path}: not a readable Zarr store ({err})") from err
     if isinstance(node, zarr.Array):
         return node
     if str(level) not in node:
-        raise ValueError(f"{path}: Zarr group has no array '{level}' (not an OME-Zarr volume?)")
+        raise InputError(f"{path}: Zarr group has no array '{level}' (not an OME-Zarr volume?)")
     array = node[str(level)]
     if not isinstance(array, zarr.Array):
-        raise ValueError(f"{path}/{level} is not an array")
+        raise InputError(f"{path}/{level} is not an array")
     return array
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from unet.errors import InputTypeError
+
 
 def to_unit(data: np.ndarray) -> np.ndarray:
     """Scale raw EM grey values to float32 in [0, 1]: unsigned integers by their dtype's maximum
@@ -18,4 +20,4 @@ def to_unit(data: np.ndarray) -> np.ndarray:
         return data.astype(np.float32, copy=False)
     if data.dtype == bool:
         return data.astype(np.float32)
-    raise TypeError(f"cannot normalise grey values of dtype {data.dtype}")
+    raise InputTypeError(f"cannot normalise grey values of dtype {data.dtype}")

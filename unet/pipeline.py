@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from unet import ngff, outputs
+from unet.errors import InputError
 from unet.evaluate import (
     PAPER_ISBI2012,
     EvaluateConfig,
@@ -97,12 +98,12 @@ def evaluate_stage(
     z = parse_slices(slices or "all", truth.shape[0], name=f"{dataset} eval_slices")
     z0, z1 = ngff.attributes(prediction_path).get("z_range") or (0, truth.shape[0])
     if tuple(prob.shape) != (z1 - z0, *truth.shape[1:]):
-        raise ValueError(
+        raise InputError(
             f"{prediction_path}: prediction of shape {tuple(prob.shape)} (slices {z0}..{z1 - 1}) "
             f"does not match the labels {labels_path} of shape {tuple(truth.shape)}"
         )
     if not all(z0 <= i < z1 for i in z):
-        raise ValueError(
+        raise InputError(
             f"{prediction_path}: eval slices {slices or 'all'} are not all predicted "
             f"(predicted z range {z0}..{z1 - 1})"
         )

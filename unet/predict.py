@@ -28,6 +28,7 @@ import zarr
 from unet import blockstate, engine, executors, ngff, outputs, pyramid
 from unet.blockstate import BlockError, Layout
 from unet.checkpoint import checksum, load_model
+from unet.errors import InputError
 from unet.inference import net_factor, spatial_axes, tile_plan
 from unet.predict_config import PredictConfig
 
@@ -54,16 +55,16 @@ def make_layout(
     model = load_model(model_path)
     raw = ngff.open_array(raw_path)
     if raw.ndim != 3 or np.dtype(raw.dtype).kind not in "uifb":
-        raise ValueError(
+        raise InputError(
             f"{raw_path}: raw must be a (z, y, x) array of grey values, got shape "
             f"{raw.shape} and dtype {raw.dtype}"
         )
     z0, z1 = (0, raw.shape[0]) if z_range is None else (int(z_range[0]), int(z_range[1]))
     if not 0 <= z0 < z1 <= raw.shape[0]:
-        raise ValueError(f"z_range must satisfy 0 <= start < stop <= {raw.shape[0]}, got {z_range}")
+        raise InputError(f"z_range must satisfy 0 <= start < stop <= {raw.shape[0]}, got {z_range}")
     fz = net_factor(model)[0]
     if z0 % fz:
-        raise ValueError(
+        raise InputError(
             f"z_range start {z0} must be a multiple of the net's z factor {fz} "
             "(tiles must stay on the whole volume's max-pool grid)"
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from unet.errors import InputError
 from unet.executors import is_address
 from unet.geometry import Coord, as_coord, check_multiple
 from unet.inference import Precision
@@ -96,9 +97,9 @@ class PredictConfig:
             self.block_shape, self.tile_shape or self.block_shape, "block_shape", "tile_shape"
         )
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.output_dtype not in OUTPUT_DTYPES:
-            raise ValueError(
+            raise InputError(
                 f"output_dtype must be one of {OUTPUT_DTYPES}, got {self.output_dtype!r}"
             )
         compressor(self.compression)  # raises ValueError naming a bad codec
@@ -106,16 +107,16 @@ class PredictConfig:
             try:
                 torch.device(self.device)
             except RuntimeError as err:
-                raise ValueError(
+                raise InputError(
                     f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}"
                 ) from err
         if self.cluster not in ("local", "slurm", "none") and not is_address(self.cluster):
-            raise ValueError(
+            raise InputError(
                 "cluster must be 'local', 'slurm', 'none' or a scheduler address "
                 f"(tcp://host:port), got {self.cluster!r}"
             )
         if self.slurm and self.cluster != "slurm":
-            raise ValueError(f"slurm options given but cluster is {self.cluster!r}")
+            raise InputError(f"slurm options given but cluster is {self.cluster!r}")
         for name in (
             "tiles_per_batch",
             "workers",
@@ -128,9 +129,9 @@ class PredictConfig:
         ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+                raise InputError(f"{name} must be an integer >= 1, got {value!r}")
         if self.prefetch < 0 or self.progress_seconds <= 0:
-            raise ValueError(
+            raise InputError(
                 f"prefetch must be >= 0 and progress_seconds > 0, got "
                 f"{self.prefetch}, {self.progress_seconds}"
             )

@@ -18,6 +18,7 @@ import numpy as np
 import zarr
 
 from unet import ngff
+from unet.errors import InputError
 from unet.executors import map_bounded
 from unet.geometry import Box, Coord, blocks
 
@@ -81,7 +82,7 @@ def build(
     blocks never share a chunk.  ``client``: a Dask client, or ``None`` to run here.
     """
     if levels < 1:
-        raise ValueError(f"pyramid levels must be >= 1 (level 0 included), got {levels}")
+        raise InputError(f"pyramid levels must be >= 1 (level 0 included), got {levels}")
     group = zarr.open_group(str(path), mode="r+")
     for name in [k for k in group.array_keys() if k.isdigit() and int(k) > 0]:
         del group[name]  # stale levels of an earlier, interrupted finalisation

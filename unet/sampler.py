@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from unet.augment import AugmentConfig, augment
+from unet.errors import InputError
 from unet.geometry import Box, Window, read_mirrored
 from unet.normalize import to_unit
 from unet.train_state import ignore_signals
@@ -63,7 +64,7 @@ def open_volumes(raw: Source, labels: Source, weights: Source) -> tuple[Any, Any
             for s, n in zip((raw, labels, weights), ("raw", "labels", "weights"), strict=True)
         ]
         detail = ", ".join(f"{n} {s}" for n, s in zip(names, shapes, strict=True))
-        raise ValueError(f"training volumes must share one (z, y, x) shape, got {detail}")
+        raise InputError(f"training volumes must share one (z, y, x) shape, got {detail}")
     return arrays[0], arrays[1], arrays[2]
 
 
@@ -76,9 +77,9 @@ def check_region(slices: Sequence[int], ndim: int, n_slices: int) -> None:
     """Raise ``ValueError`` unless ``slices`` is a non-empty set of z indices in
     ``[0, n_slices)``, and one ascending range for a 3D net."""
     if not slices or any(not 0 <= z < n_slices for z in slices):
-        raise ValueError(f"training slices {list(slices)} empty or outside [0, {n_slices})")
+        raise InputError(f"training slices {list(slices)} empty or outside [0, {n_slices})")
     if ndim == 3 and list(slices) != list(range(slices[0], slices[0] + len(slices))):
-        raise ValueError(f"a 3D net trains on one ascending z range, got {list(slices)}")
+        raise InputError(f"a 3D net trains on one ascending z range, got {list(slices)}")
 
 
 class PatchDataset(Dataset[Sample]):
@@ -117,16 +118,16 @@ class PatchDataset(Dataset[Sample]):
         self._arrays: tuple[Any, Any, Any] | None = None
         self.shape = tuple(self.arrays[0].shape)
         if self.ndim not in (2, 3) or len(self.output_shape) != self.ndim:
-            raise ValueError(
+            raise InputError(
                 f"input {self.input_shape} and output {self.output_shape} must both be 2D or "
                 "both 3D"
             )
         if seed < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
+            raise InputError(f"seed must be non-negative, got {seed}")
         check_region(self.slices, self.ndim, self.shape[0])
         extent = (len(self.slices), *self.shape[1:]) if self.ndim == 3 else self.shape[1:]
         if any(o > e for o, e in zip(self.output_shape, extent, strict=True)):
-            raise ValueError(
+            raise InputError(
                 f"output tile {self.output_shape} does not fit in the training region "
                 f"{extent} of the volume {self.shape}"
             )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from unet.errors import InputError
+
 _PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
@@ -21,18 +23,18 @@ def parse_slices(spec: str | None, n_slices: int, name: str = "slices") -> list[
     for part in spec.split(","):
         match = _PART.match(part.strip())
         if not match:
-            raise ValueError(f"{name}: cannot parse {part!r} in {spec!r} (use e.g. '0-24,30')")
+            raise InputError(f"{name}: cannot parse {part!r} in {spec!r} (use e.g. '0-24,30')")
         lo = int(match.group(1))
         hi = int(match.group(2)) if match.group(2) is not None else lo
         if hi < lo:
-            raise ValueError(f"{name}: range {part!r} runs backwards")
+            raise InputError(f"{name}: range {part!r} runs backwards")
         if hi >= n_slices:
-            raise ValueError(
+            raise InputError(
                 f"{name}: slice {hi} in {spec!r} is outside the volume of {n_slices} slices"
             )
         out.extend(range(lo, hi + 1))
     if len(set(out)) != len(out):
-        raise ValueError(f"{name}: {spec!r} selects some slices twice")
+        raise InputError(f"{name}: {spec!r} selects some slices twice")
     return out
 
 
@@ -40,5 +42,5 @@ def slice_range(spec: str | None, n_slices: int, name: str = "slices") -> tuple[
     """A contiguous selection as ``(begin, end)``; raises if ``spec`` has gaps."""
     idx = parse_slices("all" if spec is None else spec, n_slices, name)
     if not idx or idx != list(range(idx[0], idx[-1] + 1)):
-        raise ValueError(f"{name}: {spec!r} must be one contiguous range")
+        raise InputError(f"{name}: {spec!r} must be one contiguous range")
     return idx[0], idx[-1] + 1

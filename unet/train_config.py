@@ -10,6 +10,7 @@ from typing import Any, Literal
 import torch
 
 from unet.augment import AugmentConfig
+from unet.errors import InputError, InputTypeError
 from unet.model import input_size
 from unet.slices import parse_slices
 
@@ -105,10 +106,10 @@ class TrainConfig:
         if isinstance(self.augment, Mapping):
             object.__setattr__(self, "augment", AugmentConfig(**self.augment))
         if not isinstance(self.augment, AugmentConfig | None):
-            raise TypeError(f"augment must be an AugmentConfig or None, got {self.augment!r}")
+            raise InputTypeError(f"augment must be an AugmentConfig or None, got {self.augment!r}")
         for name in ("batch_norm", "channels_last", "cudnn_benchmark", "deterministic"):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+                raise InputTypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         _require(self.ndim in (2, 3), f"ndim must be 2 or 3, got {self.ndim}")
         _require(
             self.depth >= 1 and self.base_channels >= 1,
@@ -160,7 +161,7 @@ class TrainConfig:
             try:
                 torch.device(self.device)
             except RuntimeError as err:
-                raise ValueError(
+                raise InputError(
                     f"device must be 'auto' or a torch device, got {self.device!r}"
                 ) from err
 
@@ -210,7 +211,7 @@ class TrainConfig:
 
 def _require(ok: bool, message: str) -> None:
     if not ok:
-        raise ValueError(message)
+        raise InputError(message)
 
 
 def _valid_near(size: int, depth: int) -> list[int]:

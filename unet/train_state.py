@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from unet import stage
+from unet.errors import InputError
 
 STATE_FORMAT = "unet-em-train-state/1"
 EXIT_PREEMPTED = stage.EXIT_PREEMPTED
@@ -161,16 +162,16 @@ def load_state(path: str | Path, identity: dict[str, Any]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise ValueError(
+        raise InputError(
             f"{path}: not a readable training state ({type(err).__name__}: {err}); "
             "delete it to start training afresh"
         ) from err
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path}: not a training state (format {found!r}, need {STATE_FORMAT!r})")
+        raise InputError(f"{path}: not a training state (format {found!r}, need {STATE_FORMAT!r})")
     diff = differences(state.get("identity", {}), identity)
     if diff:
-        raise ValueError(
+        raise InputError(
             f"{path}: training state belongs to another run ({'; '.join(diff)}); "
             "delete it to start afresh, or restore the settings it was made with"
         )

@@ -28,6 +28,7 @@ from typing import Any
 import dask
 import numpy as np
 
+from unet.errors import InputError, InputTypeError
 from unet.geometry import Box, as_coord, blocks, check_multiple
 from unet.weights import (
     ClassWeights,
@@ -74,9 +75,9 @@ def weight_volume(
     """
     shape = tuple(labels.shape)
     if tuple(out.shape) != shape:
-        raise ValueError(f"out has shape {tuple(out.shape)}, labels have shape {shape}")
+        raise InputError(f"out has shape {tuple(out.shape)}, labels have shape {shape}")
     if ndim not in (2, 3) or ndim > len(shape):
-        raise ValueError(f"ndim must be 2 or 3 (at most labels.ndim {len(shape)}), got {ndim}")
+        raise InputError(f"ndim must be 2 or 3 (at most labels.ndim {len(shape)}), got {ndim}")
     chunks = tuple(out.chunks)
     block = chunks if block_shape is None else as_coord(block_shape, len(shape), "block_shape")
     check_multiple(block, chunks, "block_shape", "out's chunks")
@@ -84,7 +85,7 @@ def weight_volume(
     weight_map(np.zeros((1,) * ndim, np.int32), w0, sigma, class_weights, None, sampling)
 
     if not from_mask and not np.issubdtype(np.dtype(labels.dtype), np.integer):
-        raise TypeError(f"labels must be integer instance labels, got dtype {labels.dtype}")
+        raise InputTypeError(f"labels must be integer instance labels, got dtype {labels.dtype}")
     halo = (0,) * (len(shape) - ndim) + reach(sigma, ndim, sampling)
 
     # named once (not hashed per task); unique, so that concurrent calls never share keys
@@ -97,7 +98,7 @@ def weight_volume(
     if from_mask:
         values = sorted(set().union(*(c[2] for c in counted)))
         if len(values) > 2:
-            raise ValueError(f"labels must be a binary mask for from_mask=True, found {values}")
+            raise InputError(f"labels must be a binary mask for from_mask=True, found {values}")
     used = resolve_class_weights(class_weights, counts=counts)
 
     volume = Box.from_shape(shape)

@@ -27,6 +27,8 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage as ndi
 
+from unet.errors import InputError, InputTypeError
+
 CUTOFF_RATIO = 1e-6
 """The border term is set to 0 where it is below ``CUTOFF_RATIO * w0`` (1e-5 for w0 = 10)."""
 
@@ -41,7 +43,7 @@ def cutoff(sigma: float) -> float:
     26.28
     """
     if not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
+        raise InputError(f"sigma must be positive, got {sigma}")
     return sigma * math.sqrt(2.0 * math.log(1.0 / CUTOFF_RATIO))
 
 
@@ -66,7 +68,7 @@ def _spacing(sampling: float | Sequence[float] | None, ndim: int) -> tuple[float
     else:
         spacing = tuple(float(s) for s in sampling)
     if len(spacing) != ndim or not all(s > 0 for s in spacing):
-        raise ValueError(f"sampling must be {ndim} positive numbers, got {sampling}")
+        raise InputError(f"sampling must be {ndim} positive numbers, got {sampling}")
     return spacing
 
 
@@ -87,12 +89,12 @@ def instances_from_mask(mask: np.ndarray, foreground: int | None = None) -> np.n
     """
     mask = np.asarray(mask)
     if mask.ndim < 2:
-        raise ValueError(f"mask must have at least 2 dimensions (Y, X), got shape {mask.shape}")
+        raise InputError(f"mask must have at least 2 dimensions (Y, X), got shape {mask.shape}")
     if mask.dtype != bool:
         values = np.unique(mask)
         if values.size > 2:
             shown = ", ".join(str(v) for v in values[:5]) + (", ..." if values.size > 5 else "")
-            raise ValueError(
+            raise InputTypeError(
                 f"mask must be binary (two distinct values), found {values.size}: {shown}"
             )
     cells = mask != 0 if foreground is None else mask == foreground
@@ -122,12 +124,12 @@ def class_weights(
     """
     if counts is None:
         if labels is None:
-            raise ValueError("class_weights needs labels or counts, got neither")
+            raise InputError("class_weights needs labels or counts, got neither")
         labels = np.asarray(labels)
         n0 = int(np.count_nonzero(labels == 0))
         counts = (n0, labels.size - n0)
     if len(counts) != 2 or any(int(n) < 0 for n in counts):
-        raise ValueError(f"counts must be two non-negative pixel counts, got {counts}")
+        raise InputError(f"counts must be two non-negative pixel counts, got {counts}")
     top = max(int(n) for n in counts)
     w_bg, w_fg = (top / int(n) if int(n) > 0 else 1.0 for n in counts)
     return w_bg, w_fg
@@ -162,12 +164,12 @@ def weight_map(
     labels = _check_labels(labels)
     ndim = labels.ndim if ndim is None else ndim
     if not 1 <= ndim <= labels.ndim:
-        raise ValueError(
+        raise InputTypeError(
             f"ndim must be in [1, {labels.ndim}] for labels of shape {labels.shape}, got {ndim}"
         )
     radius = cutoff(sigma)
     if not w0 >= 0:
-        raise ValueError(f"w0 must be non-negative, got {w0}")
+        raise InputError(f"w0 must be non-negative, got {w0}")
     window = reach(sigma, ndim, sampling)
     spacing = _spacing(sampling, ndim)
     w_bg, w_fg = resolve_class_weights(class_weights, labels)
@@ -214,12 +216,12 @@ def _two_nearest(
 def _check_labels(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(
+        raise InputTypeError(
             f"labels must be an integer instance image, got dtype {labels.dtype} "
             "(use instances_from_mask for a binary mask)"
         )
     if labels.size and int(labels.min()) < 0:
-        raise ValueError(f"labels must be non-negative, got minimum {int(labels.min())}")
+        raise InputError(f"labels must be non-negative, got minimum {int(labels.min())}")
     return labels
 
 
@@ -236,11 +238,11 @@ def resolve_class_weights(
         return 1.0, 1.0
     if isinstance(choice, str):
         if choice != "balanced":
-            raise ValueError(f"class_weights must be 'balanced', None or a pair, got {choice!r}")
+            raise InputError(f"class_weights must be 'balanced', None or a pair, got {choice!r}")
         return _balanced(labels, counts)
     pair = tuple(float(w) for w in choice)
     if len(pair) != 2 or not all(math.isfinite(w) and w > 0 for w in pair):
-        raise ValueError(f"class_weights must be two positive numbers, got {choice}")
+        raise InputError(f"class_weights must be two positive numbers, got {choice}")
     return pair[0], pair[1]
 
 
