@@ -102,9 +102,18 @@ def test_staging_is_atomic(tmp_path: Path) -> None:
     assert not dst.exists() and not outputs.partial_path(dst).exists()
     with outputs.staging(dst) as tmp:
         tmp.mkdir()
+        (tmp / "zarr.json").write_text("{}")
     assert dst.is_dir()
     with pytest.raises(FileExistsError, match="refusing to overwrite"), outputs.staging(dst):
         pass
+    assert (dst / "zarr.json").read_text() == "{}"
+    # an empty folder (Snakemake makes the folders of a job's outputs) is no data: replaced
+    empty = tmp_path / "model"
+    empty.mkdir()
+    with outputs.staging(empty) as tmp:
+        tmp.mkdir()
+        (tmp / "model.pt").write_text("new")
+    assert (empty / "model.pt").read_text() == "new" and not outputs.partial_path(empty).exists()
     (tmp_path / "f").write_text("x")
     with pytest.raises(NotADirectoryError, match="is not a directory"):
         outputs.check_writable(tmp_path / "f" / "sub.zarr")

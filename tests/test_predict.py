@@ -346,6 +346,7 @@ def test_input_and_state_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"shard must be in \[0, n_shards\), got shard 2 of 2"):
         run_shard(model_path, raw, tmp_path / "o.zarr", cfg, shard=2, n_shards=2)
     (tmp_path / "done.zarr").mkdir()
+    (tmp_path / "done.zarr" / "zarr.json").write_text("{}")  # (an empty folder holds no data)
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
         predict_volume(model_path, raw, tmp_path / "done.zarr", cfg)
 

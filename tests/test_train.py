@@ -55,7 +55,10 @@ def write_volumes(
         ("weights", weights, np.float32),
     ):
         path = root / f"{name}.zarr"
-        ngff.create(path, shape, dtype, (1, *shape[1:]), (1, 1, 1))[...] = data.astype(dtype)
+        record = {"stage": "weights"} if name == "weights" else {}
+        ngff.create(path, shape, dtype, (1, *shape[1:]), (1, 1, 1), attrs=record)[...] = (
+            data.astype(dtype)
+        )
         paths.append(path)
     return paths[0], paths[1], paths[2]
 

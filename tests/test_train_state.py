@@ -73,8 +73,9 @@ def test_resume_after_signal_gives_identical_weights(tmp_path, config, stop) -> 
         train(*paths, tmp_path / "b", tmp_path / "b.state", config, stop_after=stop)
     assert isinstance(err.value, stage.Preempted)  # stage.run exits with status 75
     assert err.value.exit_code == EXIT_PREEMPTED == 75 and err.value.step == stop
-    assert (tmp_path / "b.state").exists() and not (tmp_path / "b" / "model.pt").exists()
-    assert len(read_csv(tmp_path / "b" / "metrics.csv")) == stop  # progress visible meanwhile
+    assert (tmp_path / "b.state").exists() and not (tmp_path / "b").exists()
+    # progress visible meanwhile, in the partial output only
+    assert len(read_csv(tmp_path / "b.partial" / "metrics.csv")) == stop
     result = train(*paths, tmp_path / "b", tmp_path / "b.state", config)
     assert result["resumed_from"] == stop and result["steps"] == config.steps
     same_run(tmp_path / "a", tmp_path / "b")

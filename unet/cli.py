@@ -110,8 +110,19 @@ def _cmd_train(args: argparse.Namespace) -> Any:
 
     if args.threads:
         limit_threads(args.threads)
-    state = args.state or str(Path(args.out_dir) / "train_state.pt")
-    return train(args.raw, args.labels, args.weights, args.out_dir, state, _train_config(args))
+    from unet.outputs import partial_path
+
+    # by default the state lives in the partial output: gone once the model is complete
+    state = args.state or str(partial_path(args.out_dir) / "train_state.pt")
+    return train(
+        args.raw,
+        args.labels,
+        args.weights,
+        args.out_dir,
+        state,
+        _train_config(args),
+        overwrite=args.overwrite,
+    )
 
 
 def _cmd_doctor(args: argparse.Namespace) -> Any:
@@ -245,10 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labels")
     p.add_argument("weights")
     p.add_argument("out_dir", help="receives model.pt, metrics.csv, curve.png")
-    p.add_argument("--state", help="training state file (default out_dir/train_state.pt)")
+    p.add_argument("--state", help="training state file (default <out_dir>.partial/train_state.pt)")
     p.add_argument("--train-slices", help="e.g. 0-24 (default: all but the val slices)")
     p.add_argument("--val-slices", help="held-out slices for pixel-error monitoring, e.g. 25-29")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing out_dir when done")
     _add_train_options(p)
     _add_common(p)
     p.set_defaults(func=_cmd_train)

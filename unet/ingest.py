@@ -165,7 +165,7 @@ def ingest(
                 )
         out_dtype = source.dtype if config.kind == "raw" else _label_dtype(source.dtype)
         seen: set[int] = set()
-        with outputs.staging(dst, overwrite=overwrite) as tmp:
+        with outputs.staging(dst, overwrite=overwrite, inputs=(src, like)) as tmp:
             array = ngff.create(
                 tmp,
                 source.shape,

@@ -48,13 +48,20 @@ def weights_stage(
 ) -> dict[str, Any]:
     """Labels volume -> float32 weight-map volume of the same shape and chunks."""
     labels = ngff.open_array(labels_path)
+    ngff.check_role(labels_path, "labels")
+    kind = ngff.attributes(labels_path).get("kind")
+    if kind is not None and (kind == "binary") != from_mask:
+        raise InputError(
+            f"{labels_path}: labels were ingested as {kind}, but the weights were asked for "
+            + ("a binary mask" if from_mask else "instance ids (--instances)")
+        )
     # a block reaching past the volume covers it whole, rounded up to a multiple of the chunks
     # (which ngff.create clipped to the shape), so that the default suits small volumes too
     block = tuple(
         b if b < s else -(-s // c) * c
         for b, c, s in zip(config.block, labels.chunks, labels.shape, strict=True)
     )
-    with outputs.staging(out_path) as tmp:
+    with outputs.staging(out_path, inputs=(labels_path,)) as tmp:
         out = ngff.create(
             tmp,
             labels.shape,
@@ -91,7 +98,9 @@ def evaluate_stage(
 ) -> dict[str, Any]:
     """Score the held-out ``slices`` of a prediction; write JSON, an overlay PNG and a report."""
     for path in (out_json, overlay_png, report_html):
-        outputs.check_writable(path)
+        outputs.check_writable(path, inputs=(prediction_path, labels_path, raw_path))
+    ngff.check_role(prediction_path, "prediction")
+    ngff.check_role(labels_path, "labels")
     prob = ngff.open_array(prediction_path)
     truth: Any = ngff.open_array(labels_path)
     raw: Any = ngff.open_array(raw_path)

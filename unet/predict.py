@@ -54,6 +54,7 @@ def make_layout(
     """The layout of a run, validated against the model (tile vs. the net's factor)."""
     model = load_model(model_path)
     raw = ngff.open_array(raw_path)
+    ngff.check_role(raw_path, "raw")
     if raw.ndim != 3 or np.dtype(raw.dtype).kind not in "uifb":
         raise InputError(
             f"{raw_path}: raw must be a (z, y, x) array of grey values, got shape "
@@ -104,7 +105,7 @@ def prepare_output(
     """Create ``<out>.partial`` with its layout hash and done markers, or keep the one there if
     it has the same layout and ``config.resume`` (idempotent).  A different layout, a foreign
     directory or ``resume=False`` starts over (logged)."""
-    outputs.check_writable(out_path, config.overwrite)
+    outputs.check_writable(out_path, config.overwrite, inputs=(model_path, raw_path))
     layout = make_layout(model_path, raw_path, config, z_range)
     partial = outputs.partial_path(out_path)
     if partial.exists():
@@ -271,7 +272,8 @@ def run_shard(
 def _finalize(out_path: str | Path, config: PredictConfig, client: Any) -> dict[str, Any]:
     partial = outputs.partial_path(out_path)
     layout = blockstate.require_done(partial)
-    with outputs.staging(out_path, overwrite=config.overwrite, keep_partial=True) as tmp:
+    inputs = (layout.raw_path, ngff.attributes(partial).get("model"))
+    with outputs.staging(out_path, config.overwrite, keep_partial=True, inputs=inputs) as tmp:
         pyramid.build(tmp, config.pyramid_levels, layout.block_shape, client, _in_flight(config))
         group = zarr.open_group(str(tmp), mode="r+")
         attrs: dict[str, Any] = group.attrs.asdict()

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from unet import ngff, outputs
 from unet.checkpoint import save_model
 from unet.curves import plot, write_csv
 from unet.inference import Predictor, check_context, predict_array
@@ -65,6 +66,7 @@ def train(
     state_path: str | Path,
     config: TrainConfig,
     *,
+    overwrite: bool = False,
     stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train a U-Net on (z, y, x) volumes, resuming from ``state_path`` if it exists.
@@ -75,11 +77,15 @@ def train(
         values, labels (cell = ``labels > 0``) and float loss weights (:mod:`unet.weights`).
     out_dir : receives ``model.pt`` (:func:`unet.checkpoint.save_model`; meta: steps, loss,
         val_pixel_error, seconds, config), ``metrics.csv`` and ``curve.png``
-        (:mod:`unet.curves`).  ``metrics.csv`` is also rewritten at every checkpoint.
+        (:mod:`unet.curves`).  They are written into ``<out_dir>.partial`` (``metrics.csv`` at
+        every checkpoint too), which is renamed to ``out_dir`` when training is complete, so an
+        interrupted run never leaves new files beside an old model.  An existing ``out_dir`` is
+        refused unless ``overwrite`` (an empty folder is not data).
     state_path : the full training state (:mod:`unet.train_state`).  Keep it outside the
         Snakemake rule's outputs, so that a retried job finds it.  It is deleted after the
         outputs are written: it exists only while a run is unfinished.
     config : the run's settings.
+    overwrite : replace an existing ``out_dir`` once the new model is complete.
     stop_after : test hook: raise SIGUSR1 in this process after that step.
 
     Returns
@@ -93,12 +99,22 @@ def train(
         the volume, an unreadable or foreign state file.
     FloatingPointError : the loss became NaN or infinite (lower ``lr``).
     """
+    inputs = [v for v in (raw, labels, weights) if isinstance(v, str | Path)]
+    out_dir, state_path = Path(out_dir), Path(state_path)
+    outputs.check_writable(out_dir, overwrite, inputs)  # before any work: fail fast
+    for source, role in ((raw, "raw"), (labels, "labels"), (weights, "weights")):
+        if isinstance(source, str | Path):  # a labels volume passed as weights, ...
+            ngff.check_role(source, role, required=role == "weights")
     arrays = open_volumes(raw, labels, weights)
     shape = tuple(arrays[0].shape)
     train_z, val_z = config.slices(shape[0])
-    out_dir, state_path = Path(out_dir), Path(state_path)
     device = resolve_device(config.device)
-    with torch_settings(config, device), PreemptionSignals() as signals:
+    with (
+        outputs.staging(out_dir, overwrite, keep_partial=True, inputs=inputs) as tmp,
+        torch_settings(config, device),
+        PreemptionSignals() as signals,
+    ):
+        tmp.mkdir(exist_ok=True)
         trainer = Trainer(config, device)
         check_context(trainer.model, shape, name=f"raw volume {source_name(raw, 'raw')}")
         dataset = PatchDataset(
@@ -134,7 +150,6 @@ def train(
             start + 1,
             config.steps,
         )
-        out_dir.mkdir(parents=True, exist_ok=True)
         b = config.batch_size
         loader = patch_loader(
             dataset,
@@ -191,7 +206,7 @@ def train(
                             "metrics": metrics,
                         },
                     )
-                    write_csv(out_dir / "metrics.csv", metrics)
+                    write_csv(tmp / "metrics.csv", metrics)
                     clock.saved()
                     log.info("step %d: training state saved to %s", step, state_path)
                 if signals.received is not None and not last:
@@ -206,9 +221,9 @@ def train(
             "val_pixel_error": vals[-1] if vals else None,
             "seconds": metrics[-1]["seconds"],
         }
-        save_model(out_dir / "model.pt", trainer.model, meta={**summary, "config": asdict(config)})
-        write_csv(out_dir / "metrics.csv", metrics)
-        plot(out_dir / "curve.png", metrics)
+        save_model(tmp / "model.pt", trainer.model, meta={**summary, "config": asdict(config)})
+        write_csv(tmp / "metrics.csv", metrics)
+        plot(tmp / "curve.png", metrics)
         state_path.unlink(missing_ok=True)
         log.info("training done: %s", summary)
     return {**summary, "model": str(out_dir / "model.pt")}
