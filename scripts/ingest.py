@@ -18,6 +18,7 @@ if "snakemake" in globals():
             voxel_size=tuple(sm.params.voxel_size),
             chunks=tuple(sm.params.chunks),
             shards=tuple(sm.params.shards) if sm.params.shards else None,
+            membrane_value=sm.params.get("membrane_value", 0),
         ),
         like=sm.input.get("like"),
         log=sm.log[0],

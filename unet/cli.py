@@ -8,6 +8,7 @@ explicit flags win.  Bad input gives one line ``unet <stage>: <problem>`` and ex
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -40,6 +41,19 @@ def _section(args: argparse.Namespace, name: str) -> dict[str, Any]:
     return dict(_load_config(getattr(args, "config", None)).get(name) or {})
 
 
+def _settings(cls: Any, fields: dict[str, Any], args: argparse.Namespace, section: str) -> Any:
+    """``cls(**fields)``; an unknown setting is bad input naming the config file and section."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        where = getattr(args, "config", None) or "options"
+        raise InputError(
+            f"{where}: unknown setting(s) {', '.join(unknown)} in section {section} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    return cls(**fields)
+
+
 def _cmd_ingest(args: argparse.Namespace) -> Any:
     from unet.ingest import IngestConfig, ingest
 
@@ -48,6 +62,7 @@ def _cmd_ingest(args: argparse.Namespace) -> Any:
         voxel_size=tuple(args.voxel_size),
         chunks=tuple(args.chunks),
         shards=tuple(args.shards) if args.shards else None,
+        membrane_value=args.membrane_value,
     )
     return ingest(args.src, args.dst, config, like=args.like, overwrite=args.overwrite)
 
@@ -61,7 +76,12 @@ def _cmd_weights(args: argparse.Namespace) -> Any:
             section[key] = getattr(args, key)
     if "block" in section:
         section["block"] = tuple(section["block"])
-    return weights_stage(args.labels, args.dst, WeightsConfig(**section), not args.instances)
+    return weights_stage(
+        args.labels,
+        args.dst,
+        _settings(WeightsConfig, section, args, "weights"),
+        not args.instances,
+    )
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> Any:
@@ -84,7 +104,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> Any:
         out,
         Path(f"{stem}-overlay.png"),
         Path(f"{stem}-report.html"),
-        EvaluateConfig(**section),
+        _settings(EvaluateConfig, section, args, "evaluate"),
         args.slices,
         args.dataset or out.parent.name or "dataset",
     )
@@ -101,7 +121,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         fields["train_slices"] = args.train_slices
     if getattr(args, "val_slices", None) is not None:
         fields["val_slices"] = args.val_slices
-    return TrainConfig(**fields)
+    return _settings(TrainConfig, fields, args, "model/train")
 
 
 def _cmd_train(args: argparse.Namespace) -> Any:
@@ -142,13 +162,19 @@ def _cmd_predict(args: argparse.Namespace) -> Any:
 
     section = _section(args, "predict")
     section.pop("shards", None)
-    for key in ("device", "precision", "workers", "threads", "cluster"):
+    for key in ("device", "precision", "workers", "threads", "cluster", "normalize"):
         if getattr(args, key) is not None:
             section[key] = getattr(args, key)
     if args.overwrite:
         section["overwrite"] = True
     z_range = slice_range(args.slices, ngff.open_array(args.raw).shape[0], "--slices")
-    return predict_volume(args.model, args.raw, args.out, PredictConfig(**section), z_range=z_range)
+    return predict_volume(
+        args.model,
+        args.raw,
+        args.out,
+        _settings(PredictConfig, section, args, "predict"),
+        z_range=z_range,
+    )
 
 
 def _cmd_curve(args: argparse.Namespace) -> Any:
@@ -222,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shards", type=int, nargs=3, metavar=("Z", "Y", "X"), help="Zarr v3 shards (see README)"
     )
+    p.add_argument(
+        "--membrane-value",
+        type=int,
+        default=0,
+        help="value marking membrane (background) in a binary mask (default 0, as in ISBI)",
+    )
     p.add_argument("--like", help="raw volume whose shape the labels must match")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dst")
     _add_common(p, config=False)
@@ -282,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", help="local, none, slurm or a scheduler address")
     p.add_argument("--workers", type=int, help="Dask workers (one per GPU)")
     p.add_argument("--threads", type=int, help="torch threads per worker")
+    p.add_argument(
+        "--normalize",
+        choices=("auto", "dtype"),
+        help="dtype: accept a volume of another dtype family than the training data",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _add_common(p)
     p.set_defaults(func=_cmd_predict)

@@ -4,8 +4,10 @@ The source is streamed slab by slab (``chunks[0]`` slices at a time), so memory 
 by one slab whatever the volume size.  Every slab is validated on the way:
 
 * raw:    2D or 3D, real numbers, no NaN/inf;
-* labels: integers >= 0; ``binary`` masks hold at most two values (ISBI: 0 membrane, 255 cell),
-          ``instances`` hold cell ids (0 = background); shape must equal the raw volume's.
+* labels: integers >= 0; ``binary`` masks hold at most two values, one of them the membrane
+          value (ISBI: 0 membrane, 255 cell; a mask with another membrane value is stored with
+          membrane 0 and cell 255), ``instances`` hold cell ids (0 = background); shape must
+          equal the raw volume's; the volume must hold both classes (:mod:`unet.label_stats`).
 
 Output is written under ``<dst>.partial`` and renamed on success (:mod:`unet.outputs`).
 """
@@ -19,10 +21,12 @@ from typing import Any, Literal
 
 import numpy as np
 import tifffile
+import zarr
 
 from unet import ngff, outputs
 from unet.errors import InputError
 from unet.geometry import Box, blocks
+from unet.label_stats import check_counts
 
 Kind = Literal["raw", "binary", "instances"]
 
@@ -36,12 +40,14 @@ class IngestConfig:
     chunks : output chunk shape (z, y, x); also the slab height used while streaming.
     shards : Zarr v3 shard shape (z, y, x), a multiple of ``chunks``, or None; with shards the
         slab height is the shard's (one file per shard: for file systems with file-count quotas).
+    membrane_value : the value that marks membrane (background) in a ``binary`` mask.
     """
 
     kind: Kind = "raw"
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
     chunks: tuple[int, int, int] = (1, 512, 512)
     shards: tuple[int, int, int] | None = None
+    membrane_value: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in ("raw", "binary", "instances"):
@@ -50,6 +56,10 @@ class IngestConfig:
             raise InputError(f"chunks must be 3 positive ints, got {self.chunks}")
         if self.shards is not None:
             ngff.grid_shapes(self.chunks, self.chunks, self.shards)  # a multiple of the chunks
+        if isinstance(self.membrane_value, bool) or not isinstance(self.membrane_value, int):
+            raise InputError(f"membrane_value must be an integer, got {self.membrane_value!r}")
+        if self.membrane_value < 0:
+            raise InputError(f"membrane_value must be >= 0, got {self.membrane_value}")
 
 
 class Source:
@@ -114,7 +124,12 @@ class Source:
             self._tif.close()
 
 
-def _validate(data: np.ndarray, kind: Kind, src: Path, box: Box, seen: set[int]) -> np.ndarray:
+def _validate(
+    data: np.ndarray, config: IngestConfig, src: Path, box: Box, seen: set[int], counts: list[int]
+) -> np.ndarray:
+    """Check one slab; labels are returned as stored (binary: membrane 0) and counted into
+    ``counts`` = [background, foreground]."""
+    kind = config.kind
     where = f"{src} (slices {box.begin[0]}..{box.end[0] - 1})"
     if kind == "raw":
         if data.dtype.kind not in "uif":
@@ -140,6 +155,14 @@ def _validate(data: np.ndarray, kind: Kind, src: Path, box: Box, seen: set[int])
                 f"{where}: a binary mask holds at most two values, found "
                 f"{sorted(seen)[:3]}... (use labels_format: instances for cell ids)"
             )
+        background = data == config.membrane_value
+        if config.membrane_value != 0:  # stored as the pipeline reads masks: membrane 0
+            data = np.where(background, 0, 255).astype(np.uint8)
+    else:
+        background = data == 0
+    n_background = int(np.count_nonzero(background))
+    counts[0] += n_background
+    counts[1] += data.size - n_background
     return data
 
 
@@ -164,7 +187,10 @@ def ingest(
                     f"{like} of shape {tuple(ref)}"
                 )
         out_dtype = source.dtype if config.kind == "raw" else _label_dtype(source.dtype)
+        if config.kind == "binary" and config.membrane_value != 0:
+            out_dtype = np.dtype(np.uint8)
         seen: set[int] = set()
+        counts = [0, 0]  # background, foreground pixels (labels)
         with outputs.staging(dst, overwrite=overwrite, inputs=(src, like)) as tmp:
             array = ngff.create(
                 tmp,
@@ -172,15 +198,41 @@ def ingest(
                 out_dtype,
                 config.chunks,
                 config.voxel_size,
-                attrs={"stage": "ingest", "source": str(source.path), "kind": config.kind},
+                attrs={
+                    "stage": "ingest",
+                    "source": str(source.path),
+                    "kind": config.kind,
+                    **({} if config.kind == "raw" else {"membrane_value": config.membrane_value}),
+                },
                 name=Path(dst).stem,
                 shards=config.shards,
             )
             for box, data in source.slabs((config.shards or config.chunks)[0]):
-                array[box.to_slices()] = _validate(data, config.kind, source.path, box, seen)
+                array[box.to_slices()] = _validate(data, config, source.path, box, seen, counts)
+            summary: dict[str, Any] = {}
+            if config.kind != "raw":
+                if config.kind == "binary" and config.membrane_value not in seen:
+                    raise InputError(
+                        f"{source.path}: the binary mask holds the values {sorted(seen)}, none "
+                        f"of them the membrane value {config.membrane_value}: every pixel would "
+                        "be cell; set the value that marks membrane (datasets.<name>."
+                        "membrane_value, unet ingest --membrane-value)"
+                    )
+                fraction = check_counts(str(source.path), counts[0], counts[1], config.kind)
+                summary = {"foreground_fraction": round(fraction, 6)}
+                zarr.open_group(str(tmp), mode="r+").attrs["unet"] = {
+                    **ngff.attributes(tmp),
+                    "label_counts": {"background": counts[0], "foreground": counts[1]},
+                }
     finally:
         source.close()
-    return {"shape": source.shape, "dtype": str(out_dtype), "kind": config.kind, "dst": str(dst)}
+    return {
+        "shape": source.shape,
+        "dtype": str(out_dtype),
+        "kind": config.kind,
+        "dst": str(dst),
+        **summary,
+    }
 
 
 def _label_dtype(dtype: np.dtype) -> np.dtype:

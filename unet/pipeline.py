@@ -24,6 +24,7 @@ from unet.evaluate import (
     write_report,
 )
 from unet.geometry import Box, Window
+from unet.label_stats import check_counts
 from unet.slices import parse_slices
 from unet.weight_volume import weight_volume
 
@@ -49,12 +50,17 @@ def weights_stage(
     """Labels volume -> float32 weight-map volume of the same shape and chunks."""
     labels = ngff.open_array(labels_path)
     ngff.check_role(labels_path, "labels")
-    kind = ngff.attributes(labels_path).get("kind")
+    record = ngff.attributes(labels_path)
+    kind = record.get("kind")
     if kind is not None and (kind == "binary") != from_mask:
         raise InputError(
             f"{labels_path}: labels were ingested as {kind}, but the weights were asked for "
             + ("a binary mask" if from_mask else "instance ids (--instances)")
         )
+    mode = "binary" if from_mask else "instances"
+    if "label_counts" in record:  # counted at ingest: stop before any work
+        counted = record["label_counts"]
+        check_counts(str(labels_path), counted["background"], counted["foreground"], mode)
     # a block reaching past the volume covers it whole, rounded up to a multiple of the chunks
     # (which ngff.create clipped to the shape), so that the default suits small volumes too
     block = tuple(
@@ -80,6 +86,7 @@ def weights_stage(
             from_mask=from_mask,
             block_shape=block,
         )
+        check_counts(str(labels_path), *info["counts"], mode)  # labels of another tool
         log.info("weights %s: %s", out_path, info)
     return dict(info)
 

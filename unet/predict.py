@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import zarr
 
-from unet import blockstate, engine, executors, ngff, outputs, pyramid
+from unet import blockstate, engine, executors, intensity, ngff, outputs, pyramid
 from unet.blockstate import BlockError, Layout
 from unet.checkpoint import checksum, load_model
+from unet.checkpoint import read as read_checkpoint
 from unet.errors import InputError
 from unet.inference import net_factor, spatial_axes, tile_plan
 from unet.predict_config import PredictConfig
@@ -107,6 +108,13 @@ def prepare_output(
     directory or ``resume=False`` starts over (logged)."""
     outputs.check_writable(out_path, config.overwrite, inputs=(model_path, raw_path))
     layout = make_layout(model_path, raw_path, config, z_range)
+    raw = ngff.open_array(raw_path)
+    intensity.check(
+        read_checkpoint(model_path)["meta"].get("input"),
+        intensity.sample_stats(raw, range(*layout.z_range)),
+        str(raw_path),
+        explicit=config.normalize != "auto",
+    )
     partial = outputs.partial_path(out_path)
     if partial.exists():
         stored = blockstate.stored_layout(partial)
@@ -157,6 +165,7 @@ def _connect(config: PredictConfig) -> Any:
         config.processes,
         config.slurm,
         config.concurrent_blocks,
+        config.dashboard_address,
     )
 
 
@@ -201,6 +210,7 @@ def _run(
         config.compile,
         config.threads,
         config.io_threads,
+        cuda_graphs=config.cuda_graphs,
     )
     jobs = (
         engine.BlockJob(spec, layout, str(partial), int(i), config.tiles_per_batch, config.prefetch)
@@ -208,6 +218,7 @@ def _run(
     )
     progress = executors.Progress(len(todo), config.progress_seconds)
     failed: list[int] = []
+    first: tuple[str, BaseException] | None = None
     for outcome in executors.map_bounded(
         client,
         engine.predict_block,
@@ -218,15 +229,11 @@ def _run(
         if outcome.error is None:
             progress.update(outcome.value["voxels"])
             continue
-        failed.append(outcome.item.index)
-        blockstate.mark(markers, outcome.item.index, blockstate.FAILED)
-        log.error(
-            "block %d failed: %s: %s",
-            outcome.item.index,
-            type(outcome.error).__name__,
-            outcome.error,
-            exc_info=outcome.error,
-        )
+        index, error = outcome.item.index, outcome.error
+        failed.append(index)
+        what = blockstate.mark_failed(markers, index, layout.block(index), error)
+        first = first or (what, error)
+        log.error("%s", what, exc_info=None if isinstance(error, OSError) else error)
     progress.report()
     seconds = time.perf_counter() - progress.start
     summary = {
@@ -238,13 +245,13 @@ def _run(
         "seconds": seconds,
         "mvox_per_s": progress.voxels / max(seconds, 1e-9) / 1e6,
     }
-    if failed:
-        raise BlockError(
-            f"{partial}: {len(failed)} block(s) failed (first: {failed[:10]}); "
-            f"{len(todo) - progress.blocks - len(failed)} not started; rerun to "
-            "resume",
-            failed,
+    if first is not None:
+        message = (
+            f"{len(failed)} block(s) failed (first: {failed[:10]}); "
+            f"{len(todo) - progress.blocks - len(failed)} not started; rerun to resume. "
+            f"First failure: {first[0]}"
         )
+        raise blockstate.failure_error(partial, message, failed, first[1])
     return summary
 
 

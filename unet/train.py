@@ -26,6 +26,7 @@ from unet import ngff, outputs
 from unet.checkpoint import save_model
 from unet.curves import plot, write_csv
 from unet.inference import Predictor, check_context, predict_array
+from unet.intensity import sample_stats
 from unet.metrics import pixel_error
 from unet.sampler import PatchDataset, Source, open_volumes, patch_loader, source_name
 from unet.train_config import TrainConfig
@@ -221,7 +222,8 @@ def train(
             "val_pixel_error": vals[-1] if vals else None,
             "seconds": metrics[-1]["seconds"],
         }
-        save_model(tmp / "model.pt", trainer.model, meta={**summary, "config": asdict(config)})
+        meta = {**summary, "config": asdict(config), "input": sample_stats(arrays[0], train_z)}
+        save_model(tmp / "model.pt", trainer.model, meta=meta)
         write_csv(tmp / "metrics.csv", metrics)
         plot(tmp / "curve.png", metrics)
         state_path.unlink(missing_ok=True)
