@@ -19,6 +19,8 @@ if "snakemake" in globals():
             chunks=tuple(sm.params.chunks),
             shards=tuple(sm.params.shards) if sm.params.shards else None,
             membrane_value=sm.params.get("membrane_value", 0),
+            rescale=sm.params.get("rescale", "none"),
+            percentiles=tuple(sm.params.get("percentiles", (0.5, 99.5))),
         ),
         like=sm.input.get("like"),
         log=sm.log[0],

@@ -143,3 +143,36 @@ def test_non_numeric_raw_and_empty_image(tmp_path: Path) -> None:
     zarr.create_array(str(tmp_path / "empty.zarr"), shape=(0, 8, 8), dtype="uint8")
     with pytest.raises(ValueError, match=r"empty\.zarr: empty image of shape \(0, 8, 8\)"):
         ingest(tmp_path / "empty.zarr", tmp_path / "o.zarr", IngestConfig())
+
+
+def test_percentile_rescale_of_uint16(tmp_path) -> None:
+    """uint16 EM in a narrow band [30000, 30999] -> uint8 over the full range; the window is
+    recorded; a constant image cannot be stretched."""
+    from unet.rescale import to_uint8
+
+    data = (30000 + np.arange(5 * 40 * 25) % 1000).reshape(5, 40, 25).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "em16.tif", data, photometric="minisblack")
+    config = IngestConfig(rescale="percentile", percentiles=(0.0, 100.0))
+    summary = ingest(tmp_path / "em16.tif", tmp_path / "em.zarr", config)
+    assert summary["dtype"] == "uint8"
+    out = ngff.open_array(tmp_path / "em.zarr")[...]
+    assert out.min() == 0 and out.max() == 255
+    np.testing.assert_array_equal(out, to_uint8(data, 30000, 30999))
+    rescale = ngff.attributes(tmp_path / "em.zarr")["rescale"]
+    assert rescale == {
+        "percentiles": [0.0, 100.0],
+        "window": [30000.0, 30999.0],
+        "source_dtype": "uint16",
+    }
+    tifffile.imwrite(tmp_path / "flat.tif", np.full((2, 8, 8), 7, np.uint16))
+    with pytest.raises(ValueError, match=r"flat\.tif: the grey values at percentiles .* are equal"):
+        ingest(tmp_path / "flat.tif", tmp_path / "flat.zarr", config)
+    assert not (tmp_path / "flat.zarr").exists() and not (tmp_path / "flat.zarr.partial").exists()
+    with pytest.raises(ValueError, match="rescale applies to raw images only"):
+        IngestConfig(kind="binary", rescale="percentile")
+    with pytest.raises(ValueError, match="percentiles must satisfy"):
+        ingest(
+            tmp_path / "em16.tif",
+            tmp_path / "x.zarr",
+            IngestConfig(rescale="percentile", percentiles=(90, 10)),
+        )

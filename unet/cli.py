@@ -63,6 +63,8 @@ def _cmd_ingest(args: argparse.Namespace) -> Any:
         chunks=tuple(args.chunks),
         shards=tuple(args.shards) if args.shards else None,
         membrane_value=args.membrane_value,
+        rescale=args.rescale,
+        percentiles=tuple(args.percentiles),
     )
     return ingest(args.src, args.dst, config, like=args.like, overwrite=args.overwrite)
 
@@ -100,7 +102,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> Any:
     return evaluate_stage(
         args.prediction,
         args.labels,
-        args.raw or args.prediction,
+        args.raw,
         out,
         Path(f"{stem}-overlay.png"),
         Path(f"{stem}-report.html"),
@@ -253,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="value marking membrane (background) in a binary mask (default 0, as in ISBI)",
+    )
+    p.add_argument(
+        "--rescale",
+        choices=("none", "percentile"),
+        default="none",
+        help="percentile: stretch raw grey values to uint8 between --percentiles (uint16 EM)",
+    )
+    p.add_argument(
+        "--percentiles", type=float, nargs=2, default=(0.5, 99.5), metavar=("LOW", "HIGH")
     )
     p.add_argument("--like", help="raw volume whose shape the labels must match")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dst")

@@ -27,6 +27,7 @@ from unet import ngff, outputs
 from unet.errors import InputError
 from unet.geometry import Box, blocks
 from unet.label_stats import check_counts
+from unet.rescale import percentile_window, to_uint8
 
 Kind = Literal["raw", "binary", "instances"]
 
@@ -41,6 +42,8 @@ class IngestConfig:
     shards : Zarr v3 shard shape (z, y, x), a multiple of ``chunks``, or None; with shards the
         slab height is the shard's (one file per shard: for file systems with file-count quotas).
     membrane_value : the value that marks membrane (background) in a ``binary`` mask.
+    rescale : ``none`` (grey values as they are) or ``percentile``: raw stretched to uint8
+        between the grey values at ``percentiles`` (:mod:`unet.rescale`; for uint16 EM).
     """
 
     kind: Kind = "raw"
@@ -48,6 +51,8 @@ class IngestConfig:
     chunks: tuple[int, int, int] = (1, 512, 512)
     shards: tuple[int, int, int] | None = None
     membrane_value: int = 0
+    rescale: Literal["none", "percentile"] = "none"
+    percentiles: tuple[float, float] = (0.5, 99.5)
 
     def __post_init__(self) -> None:
         if self.kind not in ("raw", "binary", "instances"):
@@ -60,6 +65,10 @@ class IngestConfig:
             raise InputError(f"membrane_value must be an integer, got {self.membrane_value!r}")
         if self.membrane_value < 0:
             raise InputError(f"membrane_value must be >= 0, got {self.membrane_value}")
+        if self.rescale not in ("none", "percentile"):
+            raise InputError(f"rescale must be none or percentile, got {self.rescale!r}")
+        if self.rescale != "none" and self.kind != "raw":
+            raise InputError(f"rescale applies to raw images only, not to {self.kind} labels")
 
 
 class Source:
@@ -189,6 +198,17 @@ def ingest(
         out_dtype = source.dtype if config.kind == "raw" else _label_dtype(source.dtype)
         if config.kind == "binary" and config.membrane_value != 0:
             out_dtype = np.dtype(np.uint8)
+        window = None
+        if config.rescale == "percentile":
+            if source.dtype.kind not in "uif":
+                raise InputError(f"{source.path}: cannot rescale grey values of {source.dtype}")
+            window = percentile_window(
+                lambda z: source.read(Box((z, 0, 0), (1, *source.shape[1:])))[0],
+                source.shape[0],
+                config.percentiles,
+                str(source.path),
+            )
+            out_dtype = np.dtype(np.uint8)
         seen: set[int] = set()
         counts = [0, 0]  # background, foreground pixels (labels)
         with outputs.staging(dst, overwrite=overwrite, inputs=(src, like)) as tmp:
@@ -203,12 +223,24 @@ def ingest(
                     "source": str(source.path),
                     "kind": config.kind,
                     **({} if config.kind == "raw" else {"membrane_value": config.membrane_value}),
+                    **(
+                        {}
+                        if window is None
+                        else {
+                            "rescale": {
+                                "percentiles": list(config.percentiles),
+                                "window": list(window),
+                                "source_dtype": str(source.dtype),
+                            }
+                        }
+                    ),
                 },
                 name=Path(dst).stem,
                 shards=config.shards,
             )
             for box, data in source.slabs((config.shards or config.chunks)[0]):
-                array[box.to_slices()] = _validate(data, config, source.path, box, seen, counts)
+                data = _validate(data, config, source.path, box, seen, counts)
+                array[box.to_slices()] = data if window is None else to_uint8(data, *window)
             summary: dict[str, Any] = {}
             if config.kind != "raw":
                 if config.kind == "binary" and config.membrane_value not in seen:
