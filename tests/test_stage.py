@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from unet import stage, train_state
-from unet.errors import InputError, InputTypeError
+from unet.errors import InputError, InputTypeError, StageError
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +47,7 @@ def lines(path) -> list[str]:
         FileExistsError("weights.zarr: already exists"),
         NotADirectoryError("out: is not a directory"),
         FloatingPointError("training diverged: loss nan at step 42 (lr 0.01); lower the lr"),
+        StageError("out.zarr.partial: 2 block(s) failed (first: [0, 3]); rerun to resume"),
     ],
 )
 def test_bad_input_is_one_log_line_and_exit_1(tmp_path, capsys, error):

@@ -12,5 +12,17 @@ class InputError(ValueError):
     file or value and the problem."""
 
 
+class StageError(RuntimeError):
+    """The stage ran but could not finish (e.g. blocks failed, whose tracebacks were logged as
+    they happened); the message says what failed and how to go on."""
+
+
 class InputTypeError(InputError, TypeError):
     """Bad input of the wrong type or dtype (a ``TypeError`` too, for callers that expect one)."""
+
+
+def brief(err: BaseException) -> str:
+    """``"TypeName: first line of the message"``: a library's multi-line message made fit for a
+    one-line error."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else '?'}"

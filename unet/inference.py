@@ -7,7 +7,7 @@ with no context.  A 3D net convolves all three axes.  Either way a tile is plann
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from contextlib import nullcontext
 from typing import Any, Literal
 
@@ -32,8 +32,11 @@ def net_factor(model: UNet) -> Coord:
     return tuple(model.factor if ax in spatial_axes(model) else 1 for ax in range(3))
 
 
-def tile_plan(model: UNet, volume_shape: Sequence[int], block_shape: Sequence[int]) -> TilePlan:
-    """The overlap-tile plan writing ``block_shape`` blocks of a (z, y, x) volume.
+def tile_plan(
+    model: UNet, volume_shape: Sequence[int], block_shape: Sequence[int], name: str = "block shape"
+) -> TilePlan:
+    """The overlap-tile plan writing ``block_shape`` blocks of a (z, y, x) volume (``name``:
+    the setting it came from, for messages).
 
     Along convolved axes the block must be a multiple of the net's factor ``2^depth``; the net
     output is the smallest valid size ``>= block`` exceeding it by an even amount.
@@ -41,7 +44,7 @@ def tile_plan(model: UNet, volume_shape: Sequence[int], block_shape: Sequence[in
     block = tuple(int(b) for b in block_shape)
     if len(block) != 3 or len(volume_shape) != 3:
         raise InputError(f"volume {tuple(volume_shape)} and block {block} must be (z, y, x)")
-    check_multiple(block, net_factor(model), "block shape", "the net's down-sampling factor")
+    check_multiple(block, net_factor(model), name, "the net's down-sampling factor")
     out, inp = list(block), list(block)
     for ax in spatial_axes(model):
         o = model.valid_output(block[ax])
@@ -76,12 +79,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast(device: torch.device, precision: Precision) -> Any:
-    """Autocast context for ``bf16``/``fp16``; nothing for ``fp32``."""
+def autocast(device: torch.device, precision: Precision, cache: bool = True) -> Any:
+    """Autocast context for ``bf16``/``fp16``; nothing for ``fp32``.  ``cache=False`` casts the
+    weights at every call (needed inside a CUDA graph capture, whose memory autocast's weight
+    cache must not hold)."""
     if precision == "fp32":
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
 
 
 class Predictor:
@@ -107,6 +112,7 @@ class Predictor:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.precision = precision
+        self.autocast_cache = True  # False while captured by CudaGraphs
         self.memory_format = torch.preserve_format
         if channels_last:
             self.memory_format = torch.channels_last if model.ndim == 2 else torch.channels_last_3d
@@ -117,7 +123,7 @@ class Predictor:
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """``(B, 1, *S_in)`` float32 -> foreground probability ``(B, *S_out)`` float32."""
         x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        with autocast(self.device, self.precision):
+        with autocast(self.device, self.precision, self.autocast_cache):
             logits = self.model(x)
         return 1.0 - torch.softmax(logits.float(), dim=1)[:, 0]
 
@@ -136,6 +142,47 @@ class Predictor:
         data = to_unit(read_mirrored(array, tile.read))
         out = self.from_batch(self.forward(self.to_batch(data)))
         return out[tile.write.to_slices(relative_to=tile.output)]
+
+
+class CudaGraphs:
+    """``fn(x, *args)`` on a CUDA device, captured as one CUDA graph per input shape, dtype and
+    ``args`` and then replayed: one launch per batch instead of one per kernel, and the same
+    memory every time.  ``fn`` must be static (no host synchronisation, no data-dependent
+    shapes); its result is overwritten by the next call, so copy it out first.
+
+    The input is copied (``non_blocking``, from pinned host memory) into the graph's static
+    input buffer on the current stream, ahead of the replay.
+    """
+
+    def __init__(
+        self, fn: Callable[..., torch.Tensor], device: torch.device, warmup: int = 3
+    ) -> None:
+        self.fn, self.device, self.warmup = fn, device, warmup
+        self._graphs: dict[tuple[Any, ...], tuple[Any, torch.Tensor, torch.Tensor]] = {}
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor, *args: Hashable) -> torch.Tensor:
+        key = (tuple(x.shape), x.dtype, *args)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(x, args)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x, non_blocking=True)
+        graph.replay()
+        return static_out
+
+    def _capture(self, x: torch.Tensor, args: tuple[Hashable, ...]) -> tuple[Any, ...]:
+        static_in = torch.empty(x.shape, dtype=x.dtype, device=self.device)
+        static_in.copy_(x)
+        side = torch.cuda.Stream(self.device)  # warm-up (cuDNN autotuning) off the main stream
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup):
+                self.fn(static_in, *args)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.fn(static_in, *args)
+        return graph, static_in, static_out
 
 
 def predict_array(

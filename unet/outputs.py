@@ -18,8 +18,10 @@ from unet.errors import InputError
 
 
 def partial_path(path: str | Path) -> Path:
-    """Where ``path`` is written while it is incomplete."""
+    """Where ``path`` is written while it is incomplete (``.`` is named by its real name)."""
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        path = path.resolve()
     return path.with_name(path.name + ".partial")
 
 
@@ -100,7 +102,9 @@ def staging(
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(tmp)  # e.g. ENOSPC inside a Zarr store: say where it happened
         if not keep_partial:
             remove(tmp)
         raise

@@ -27,10 +27,10 @@ import zarr
 
 from unet import blockstate, engine, executors, intensity, ngff, outputs, pyramid
 from unet.blockstate import BlockError, Layout
-from unet.checkpoint import checksum, load_model
+from unet.checkpoint import checksum, load_model, resolve
 from unet.checkpoint import read as read_checkpoint
 from unet.errors import InputError
-from unet.inference import net_factor, spatial_axes, tile_plan
+from unet.inference import net_factor, resolve_device, spatial_axes, tile_plan
 from unet.predict_config import PredictConfig
 
 __all__ = [
@@ -82,7 +82,9 @@ def make_layout(
         checksum(model_path),
         config.precision,
     )
-    tile_plan(model, layout.volume_shape, layout.tile_shape)  # raises for an illegal tile
+    setting = "predict.tile_shape" if config.tile_shape else "predict.block_shape"
+    tile_plan(model, layout.volume_shape, layout.tile_shape, setting)  # an illegal tile raises
+    resolve_device(config.device)  # no CUDA: one clear error before any block starts
     thin = [("zyx"[a], raw.shape[a]) for a in spatial_axes(model) if raw.shape[a] < model.context]
     if thin:
         log.warning(
@@ -106,6 +108,7 @@ def prepare_output(
     """Create ``<out>.partial`` with its layout hash and done markers, or keep the one there if
     it has the same layout and ``config.resume`` (idempotent).  A different layout, a foreign
     directory or ``resume=False`` starts over (logged)."""
+    model_path = resolve(model_path)  # a shipped model's name -> its file
     outputs.check_writable(out_path, config.overwrite, inputs=(model_path, raw_path))
     layout = make_layout(model_path, raw_path, config, z_range)
     raw = ngff.open_array(raw_path)
@@ -271,6 +274,7 @@ def run_shard(
     Returns counts (``blocks``, ``computed``, ``skipped``, ``failed``), ``voxels``, ``seconds``
     and ``mvox_per_s``.
     """
+    model_path = resolve(model_path)
     layout = make_layout(model_path, raw_path, config, z_range)
     with _connect(config) as client:
         return _run(model_path, out_path, layout, config, shard, n_shards, client)
@@ -318,7 +322,10 @@ def predict_volume(
     z_range: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Predict ``raw_path`` (or its slices ``z_range``) into the OME-Zarr volume ``out_path``:
-    prepare (or resume), run all blocks, finalise.  Returns the run summary."""
+    prepare (or resume), run all blocks, finalise.  Returns the run summary.
+
+    ``model_path``: a model.pt, a bioimage.io package or a shipped model's name (isbi2012)."""
+    model_path = resolve(model_path)
     layout = prepare_output(model_path, raw_path, out_path, config, z_range=z_range)
     with _connect(config) as client:
         summary = _run(model_path, out_path, layout, config, 0, 1, client)

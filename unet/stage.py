@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from unet.errors import InputError
+from unet.errors import InputError, StageError
 
 EXIT_FAILED = 1
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on a signal, rerun to resume
@@ -50,7 +50,8 @@ def run(
 ) -> Any:
     """Call ``func`` as pipeline stage ``stage``; turn errors into one log line and an exit code.
 
-    Bad input (:class:`unet.errors.InputError`, a missing or existing file), an operating-system
+    Bad input (:class:`unet.errors.InputError`, a missing or existing file), a stage that could
+    not finish (:class:`unet.errors.StageError`: failed blocks), an operating-system
     error (read-only or full disk: the path and errno) and a diverged training
     (``FloatingPointError``) are reported as ``<stage>: <message>`` without a traceback; a
     preempted run exits with ``EXIT_PREEMPTED``.  Any other exception is a bug: its traceback
@@ -63,7 +64,7 @@ def run(
     except Preempted as err:
         log.warning("%s: preempted, checkpoint written (%s); rerun to resume", stage, err)
         sys.exit(EXIT_PREEMPTED)
-    except (InputError, FloatingPointError) as err:  # diverged: the message says what to do
+    except (InputError, StageError, FloatingPointError) as err:  # the message says what to do
         log.error("%s: %s", stage, err)
         sys.exit(EXIT_FAILED)
     except OSError as err:

@@ -27,7 +27,7 @@ from unet.checkpoint import save_model
 from unet.curves import plot, write_csv
 from unet.inference import Predictor, check_context, predict_array
 from unet.intensity import sample_stats
-from unet.metrics import pixel_error
+from unet.metrics import pixel_disagreement
 from unet.sampler import PatchDataset, Source, open_volumes, patch_loader, source_name
 from unet.train_config import TrainConfig
 from unet.train_state import (
@@ -46,7 +46,8 @@ log = logging.getLogger("unet.train")
 
 
 def validate(trainer: Trainer, raw: np.ndarray, labels: np.ndarray) -> float:
-    """Pixel error (:func:`unet.metrics.pixel_error`, threshold 0.5) of the net on held-out
+    """Pixel disagreement (:func:`unet.metrics.pixel_disagreement`, threshold 0.5: the fraction
+    of pixels classified wrongly; the validation curve's ``val_pixel_error``) of the net on held-out
     (z, y, x) data, predicted tile by tile with training-size tiles."""
     config = trainer.config
     factor = trainer.model.factor
@@ -56,7 +57,7 @@ def validate(trainer: Trainer, raw: np.ndarray, labels: np.ndarray) -> float:
         prob = predict_array(predictor, raw, [1, *block] if config.ndim == 2 else block)
     finally:
         trainer.model.train()
-    return pixel_error(prob, labels)
+    return pixel_disagreement(prob, labels)
 
 
 def train(

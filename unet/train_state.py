@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from unet import stage
-from unet.errors import InputError
+from unet.errors import InputError, brief
 
 STATE_FORMAT = "unet-em-train-state/1"
 EXIT_PREEMPTED = stage.EXIT_PREEMPTED
@@ -163,7 +163,7 @@ def load_state(path: str | Path, identity: dict[str, Any]) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or foreign files
         raise InputError(
-            f"{path}: not a readable training state ({type(err).__name__}: {err}); "
+            f"{path}: not a readable training state ({brief(err)}); "
             "delete it to start training afresh"
         ) from err
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
