@@ -14,6 +14,7 @@ import errno
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -167,8 +168,9 @@ def _mount(d: Path, name: str, size: str, ro: bool = False) -> None:
     subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(target)], check=True)
 
 
-def _full_disk(name: str) -> Callable[[Path], None]:
-    return lambda d: _mount(d, name, "160k")
+def _full_disk(name: str, size: str = "160k") -> Callable[[Path], None]:
+    """A tmpfs of ``size`` (in 4 KiB pages) that the case's output does not fit into."""
+    return lambda d: _mount(d, name, size)
 
 
 def _read_only(name: str) -> Callable[[Path], None]:
@@ -364,7 +366,7 @@ CASES = [
     Case(
         "weights: config not YAML",
         ["weights", "labels.zarr", "w.zarr", "--config", "broken.yaml"],
-        ["broken.yaml", "not valid YAML"],
+        ["broken.yaml", "not valid YAML (line 2, column 1: expected ',' or ']'"],
         _write("broken.yaml", "weights: [1, 2\n"),
     ),
     Case(
@@ -514,8 +516,8 @@ CASES = [
     Case(
         "predict: disk full",
         [*PREDICT, "full/p.zarr", *BAD],
-        ["No space left on device (ENOSPC)"],
-        _both(_full_disk("full"), _config(predict={"output_dtype": "float32"})),
+        ["full/p.zarr.partial", "block(s) failed", "[Errno 28] No space left on device"],
+        _both(_full_disk("full", "32k"), _config(predict={"output_dtype": "float32"})),
         needs_mount=True,
     ),
     # ---- evaluate ----------------------------------------------------------------------------
@@ -618,8 +620,15 @@ def test_bad_input(
     lines = err.strip().splitlines()
     errors = [i for i, line in enumerate(lines) if " ERROR unet." in line or "error:" in line]
     assert errors, err
-    assert errors[0] == len(lines) - 1, f"the error is not one last line: {lines[errors[0] :]}"
+    assert errors[-1] == len(lines) - 1, f"the error is not the last line: {lines[errors[-1] :]}"
+    # before it, only the failed prediction blocks are reported, each on its own line
+    reports = [lines[i] for i in errors[:-1]]
+    assert all(re.search(r" ERROR unet\.predict: block \d+ \(z ", r) for r in reports), reports
     message = lines[-1]
+    table = os.environ.get("UNET_BAD_INPUT_TABLE")  # opt-in: the table of cases, for a report
+    if table:
+        with open(table, "a") as fh:
+            fh.write(f"| {case.name} | {status} | `{message.split(': ', 1)[-1][:160]}` |\n")
     for part in case.message:
         assert part in message, f"{part!r} not in {message!r}"
     changed = sorted(k for k in before if after.get(k) != before[k])
