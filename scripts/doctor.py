@@ -19,5 +19,10 @@ def main(volumes: list[str], config: TrainConfig, out: str) -> None:
 if "snakemake" in globals():
     sm = snakemake  # type: ignore[name-defined]  # noqa: F821
     limit_threads(sm.threads)
-    config = TrainConfig(**sm.params.model, **sm.params.train)
-    run("doctor", main, list(sm.input), config, sm.output[0], log_file=sm.log[0])
+    run(  # the config is built inside run, so a bad setting is logged too
+        "doctor",
+        lambda: main(
+            list(sm.input), TrainConfig(**sm.params.model, **sm.params.train), sm.output[0]
+        ),
+        log_file=sm.log[0],
+    )

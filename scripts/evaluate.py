@@ -19,6 +19,7 @@ def main(inputs: Any, outputs: Any, settings: dict[str, Any], slices: str, datas
         slices,
         dataset,
         curve_png=inputs.curve,
+        segmentation_path=inputs.get("segmentation"),
     )
 
 

@@ -1,11 +1,16 @@
 """Snakemake script of rules ingest_raw / ingest_labels: see unet.ingest."""
 
+from collections.abc import Callable
+
 from unet.ingest import IngestConfig, ingest
 from unet.stage import run
 
 
-def main(src: str, dst: str, config: IngestConfig, like: str | None, log: str) -> None:
-    run("ingest", ingest, src, dst, config, like=like, log_file=log)
+def main(
+    src: str, dst: str, config: Callable[[], IngestConfig], like: str | None, log: str
+) -> None:
+    """``config()`` runs inside :func:`unet.stage.run`, so a bad setting is logged too."""
+    run("ingest", lambda: ingest(src, dst, config(), like=like), log_file=log)
 
 
 if "snakemake" in globals():
@@ -13,7 +18,7 @@ if "snakemake" in globals():
     main(
         src=str(sm.input.get("src", sm.input[0])),
         dst=sm.output[0],
-        config=IngestConfig(
+        config=lambda: IngestConfig(
             kind=sm.params.kind,
             voxel_size=tuple(sm.params.voxel_size),
             chunks=tuple(sm.params.chunks),

@@ -1,11 +1,25 @@
 """Snakemake script of rule weights: see unet.pipeline.weights_stage."""
 
+from collections.abc import Callable
+
 from unet.pipeline import WeightsConfig, weights_stage
 from unet.stage import run
 
 
-def main(labels: str, out: str, config: WeightsConfig, from_mask: bool, log: str) -> None:
-    run("weights", weights_stage, labels, out, config, from_mask, log_file=log)
+def main(
+    labels: str,
+    out: str,
+    config: Callable[[], WeightsConfig],
+    from_mask: bool,
+    log: str,
+    count_slices: str | None = None,
+) -> None:
+    """``config()`` runs inside :func:`unet.stage.run`, so a bad setting is logged too."""
+    run(
+        "weights",
+        lambda: weights_stage(labels, out, config(), from_mask, count_slices),
+        log_file=log,
+    )
 
 
 if "snakemake" in globals():
@@ -14,7 +28,7 @@ if "snakemake" in globals():
     main(
         labels=sm.input[0],
         out=sm.output[0],
-        config=WeightsConfig(
+        config=lambda: WeightsConfig(
             w0=p["w0"],
             sigma=p["sigma"],
             class_weights=p["class_weights"],
@@ -23,4 +37,5 @@ if "snakemake" in globals():
         ),
         from_mask=sm.params.from_mask,
         log=sm.log[0],
+        count_slices=sm.params.count_slices,
     )

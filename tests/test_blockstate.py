@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import doctest
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,31 @@ def test_read_states_reads_a_bounded_number_of_markers_at_once(
     sizes.clear()
     assert blockstate.read_states(markers, 75, 80, batch=20).tolist() == [0] * 5
     assert sum(sizes) == 70  # only the plane that holds them
+
+
+def _no_space(self: zarr.Array, sel: Any, value: Any) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")  # as a full disk's write() does
+
+
+def test_a_failed_marker_write_names_its_file_and_the_block_is_still_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = _layout()  # grid (5, 2, 2)
+    group = zarr.open_group(str(tmp_path / "p.zarr"), mode="w")
+    markers = blockstate.create_markers(group, layout.grid_shape)
+    monkeypatch.setattr(zarr.Array, "__setitem__", _no_space)
+    with pytest.raises(OSError, match="No space left on device") as err:
+        blockstate.mark(markers, 10, blockstate.DONE)
+    assert err.value.errno == errno.ENOSPC
+    assert err.value.filename == f"{tmp_path}/p.zarr/{blockstate.MARKERS}/c/2/1/0"
+    io_error = OSError(errno.EIO, "Input/output error", "r/0")
+    what = blockstate.mark_failed(markers, 7, layout.block(7), io_error)
+    assert what == (
+        "block 7 (z 1:2, y 64:100, x 64:100): OSError: [Errno 5] Input/output error: 'r/0'; "
+        "its failed marker was not written either: [Errno 28] No space left on device: "
+        f"'{tmp_path}/p.zarr/{blockstate.MARKERS}/c/1/1/1'"
+    )
+    monkeypatch.undo()
+    what = blockstate.mark_failed(markers, 7, layout.block(7), KeyError("k"))
+    assert what == "block 7 (z 1:2, y 64:100, x 64:100): KeyError: 'k'"
+    assert blockstate.read_states(markers, 0, 20).tolist() == [0] * 7 + [2] + [0] * 12

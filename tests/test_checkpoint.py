@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from unet.checkpoint import checksum, load_model, read, save_model
+from unet import checkpoint
+from unet.checkpoint import checksum, load_model, read, resolve, save_model, shipped_models
 from unet.model import UNet
 
 
@@ -56,3 +57,31 @@ def test_code_in_a_pickle_is_refused(tmp_path: Path) -> None:
     torch.save({"arch": {}, "x": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match=r"evil\.pt: not a readable checkpoint"):
         read(tmp_path / "evil.pt")
+
+
+def test_a_shipped_model_resolves_by_name_and_a_path_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net = _net()
+    save_model(tmp_path / "demo.pt", net, meta={"steps": 1})
+    monkeypatch.setattr(checkpoint, "shipped_models", lambda: {"demo": tmp_path / "demo.pt"})
+    assert resolve("demo") == tmp_path / "demo.pt"
+    assert read("demo")["meta"] == {"steps": 1}
+    assert checksum("demo") == checksum(tmp_path / "demo.pt")
+    monkeypatch.chdir(tmp_path)
+    save_model(tmp_path / "demo", _net(), meta={"steps": 2})  # a file of that name wins
+    assert read("demo")["meta"] == {"steps": 2}
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"nope: no such model/checkpoint file .*, nor a shipped model \(demo\)",
+    ):
+        resolve("nope")
+
+
+def test_the_shipped_isbi2012_model_loads() -> None:
+    assert "isbi2012" in shipped_models()
+    model = load_model("isbi2012")
+    assert model.arch["depth"] == 4 and model.arch["ndim"] == 2
+    meta = read("isbi2012")["meta"]
+    assert meta["input"]["dtype"] == "uint8"
+    assert shipped_models()["isbi2012"].stat().st_size < 5 * 2**20

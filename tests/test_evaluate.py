@@ -20,10 +20,16 @@ from unet.evaluate import (
     write_report,
 )
 
+CHALLENGE = ("pixel_error", "rand_error", "warping_error", "v_rand_thinned", "v_info_thinned")
 KEYS = {
-    "pixel_error",
-    "rand_error",
-    "warping_error",
+    *CHALLENGE,
+    "pixel_threshold",
+    "rand_threshold",
+    "warping_threshold",
+    "v_rand_thinned_threshold",
+    "v_info_thinned_threshold",
+    "by_threshold",
+    "pixel_disagreement",
     "iou",
     "v_rand",
     "v_info",
@@ -60,7 +66,9 @@ def test_perfect_prediction_scores_perfectly(dtype: type) -> None:
     scores = evaluate(prob, truth, EvaluateConfig())
     assert set(scores) == KEYS
     assert scores["pixel_error"] == scores["rand_error"] == scores["warping_error"] == 0.0
-    assert scores["iou"] == 1.0
+    assert scores["v_rand_thinned"] == pytest.approx(1.0)
+    assert scores["v_info_thinned"] == pytest.approx(1.0)
+    assert scores["pixel_disagreement"] == 0.0 and scores["iou"] == 1.0
     assert scores["v_rand"] == pytest.approx(1.0)
     assert scores["v_info"] == pytest.approx(1.0)
     assert (scores["n_slices"], scores["threshold"], scores["postprocess"]) == (3, 0.5, "threshold")
@@ -69,15 +77,19 @@ def test_perfect_prediction_scores_perfectly(dtype: type) -> None:
 def test_watershed_closes_a_weak_gap_that_thresholding_merges() -> None:
     truth = cells()
     prob = leaky(truth)
-    merged = evaluate(prob, truth, EvaluateConfig(sweep=False, slices=(0,)))
+    merged = evaluate(prob, truth, EvaluateConfig(slices=(0,)))
     split = evaluate(prob, truth, EvaluateConfig(postprocess="watershed", slices=(0,)))
-    # the 4 x 2 gap pixels are cell in both; warping fills one column, the merge is the other
-    assert merged["pixel_error"] == split["pixel_error"] == pytest.approx(4 * 2 / 64**2)
-    assert merged["warping_error"] == split["warping_error"] == pytest.approx(4 / 64**2)
+    # the 4 x 2 gap pixels are cell in both segmentations: the same cell mask
+    assert merged["pixel_disagreement"] == split["pixel_disagreement"] == 4 * 2 / 64**2
     assert merged["v_rand"] < 1.0
     assert split["v_rand"] == pytest.approx(1.0)
-    # the challenge's threshold sweep finds a level (>= 0.6) that keeps the membrane
-    assert evaluate(prob, truth, EvaluateConfig(slices=(0,)))["rand_error"] == 0.0
+    # the challenge's scores sweep their own thresholds, whatever the post-processing: at
+    # t = 0.7 (float32(0.6) > 0.6, so not yet at 0.6) the gap is membrane and all is exact
+    for key in CHALLENGE:
+        assert merged[key] == split[key]
+    assert (merged["rand_error"], merged["rand_threshold"]) == (0.0, 0.7)
+    assert (merged["warping_error"], merged["warping_threshold"]) == (0.0, 0.7)
+    assert merged["by_threshold"]["warping_error"][6] > 0.0  # the merge at t = 0.6
 
 
 def test_segment_labels_cells_uniquely_across_slices() -> None:
@@ -107,8 +119,8 @@ def test_zarr_slices_and_no_warping(tmp_path: Path) -> None:
     assert scores == evaluate(prob, truth, config)
     assert scores["warping_error"] is None and scores["n_slices"] == 2
     # 2 rows of 64 pixels minus the 8 membrane columns they cross, over 2 slices
-    assert scores["pixel_error"] == pytest.approx(2 * 56 / (2 * 64**2))
-    assert 0.0 < scores["rand_error"] < 0.5
+    assert scores["pixel_disagreement"] == pytest.approx(2 * 56 / (2 * 64**2))
+    assert 0.0 < scores["rand_error"] < 0.5  # the split stays at every threshold
     with_warping = EvaluateConfig(slices=(1,), postprocess="watershed")
     assert evaluate(stored["prob"], stored["truth"], with_warping) == evaluate(
         prob, truth, with_warping
@@ -165,7 +177,12 @@ def test_overlay_png(tmp_path: Path) -> None:
 def test_report_embeds_scores_paper_and_images(tmp_path: Path) -> None:
     png = tmp_path / "overlay.png"
     png.write_bytes(b"\x89PNG fake")
-    scores = {"pixel_error": 0.0123456789, "warping_error": None, "postprocess": "threshold"}
+    scores = {
+        "pixel_error": 0.0123456789,
+        "warping_error": None,
+        "postprocess": "threshold",
+        "by_threshold": {"pixel_error": [0.1, 0.2]},
+    }
     path = write_report(
         tmp_path / "report.html", "isbi<2012>", scores, {"slice 0": png}, paper=PAPER_ISBI2012
     )
@@ -173,6 +190,8 @@ def test_report_embeds_scores_paper_and_images(tmp_path: Path) -> None:
     assert "isbi&lt;2012&gt;" in text
     assert "<td>pixel_error</td><td>0.0123457</td><td>0.0611</td>" in text
     assert "<td>warping_error</td><td>&mdash;</td><td>0.000353</td>" in text
+    assert "by_threshold" not in text  # curves are in the JSON, not the table
+    assert "the challenge&#x27;s test slices (private labels)" in text
     assert "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode() in text
     plain = write_report(tmp_path / "plain.html", "d", scores, {}).read_text(encoding="utf-8")
     assert "<th>paper</th>" not in plain

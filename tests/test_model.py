@@ -84,3 +84,41 @@ def test_batch_norm_and_dropout_options() -> None:
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     assert net.dropout.p == 0.3
     assert net.arch["batch_norm"] is True
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize(("ndim", "depth", "sizes"), [(2, 3, (92, 100, 124)), (3, 1, (20, 22, 28))])
+def test_torchscript_equals_eager_at_every_valid_size(ndim: int, depth: int, sizes) -> None:  # type: ignore[no-untyped-def]
+    net = UNet(base_channels=2, depth=depth, ndim=ndim, batch_norm=True).eval()
+    scripted = torch.jit.script(net)
+    for i, s in enumerate(sizes):
+        shape = (s,) * (ndim - 1) + (sizes[-1 - i],)  # non-square inputs too
+        x = torch.randn((2, 1, *shape))
+        with torch.no_grad():
+            want, got = net(x), scripted(x)
+        assert tuple(got.shape[2:]) == net.output_shape(shape)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    with pytest.raises(torch.jit.Error, match=r"odd spatial size \(is the input a valid size"):
+        scripted(torch.zeros((1, 1, *(sizes[0] + 1,) * ndim)))
+
+
+def test_model_module_imports_without_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bioimage.io consumer gets unet/model.py alone: it must need only torch."""
+    import importlib.util
+    import sys
+
+    import unet.model
+
+    for name in [n for n in sys.modules if n == "unet" or n.startswith("unet.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]  # import fails
+    spec = importlib.util.spec_from_file_location("alone", unet.model.__file__)
+    assert spec is not None and spec.loader is not None
+    alone = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(alone)
+    assert alone.InputError is ValueError
+    net = alone.UNet(base_channels=2, depth=1, dropout=0.0).eval()
+    assert net(torch.zeros((1, 1, 20, 20))).shape == (1, 2, 4, 4)
+    with pytest.raises(ValueError, match="ndim must be 2 or 3"):
+        alone.UNet(ndim=4)
+    with pytest.raises(ValueError, match="odd spatial size"):
+        net(torch.zeros((1, 1, 21, 20)))

@@ -63,6 +63,15 @@ def test_weights_stage(tmp_path, cells, choice, expected_weights):
     assert not (tmp_path / "weights" / "isbi.zarr.partial").exists()
 
 
+def test_weights_stage_counts_the_class_balance_on_the_given_slices(tmp_path, cells):
+    labels = volume(tmp_path / "labels.zarr", cells)
+    info = weights_stage(labels, tmp_path / "w.zarr", WeightsConfig(), count_slices="1")
+    n_bg = int(np.count_nonzero(cells[1] == 0))
+    assert info["count_slices"] == [1] and info["counts"] == [n_bg, cells[1].size - n_bg]
+    with pytest.raises(ValueError, match="weights count_slices"):
+        weights_stage(labels, tmp_path / "x.zarr", WeightsConfig(), count_slices="7")
+
+
 def test_weights_stage_from_instance_labels(tmp_path):
     labels = np.zeros((2, 40, 40), np.int32)
     labels[:, 5:19, 5:35] = 1
@@ -178,7 +187,7 @@ def test_evaluate_stage_scores_errors(tmp_path, cells, inputs):
     out = paths(tmp_path)
     inputs["prediction_path"] = wrong
     scores = evaluate_stage(**inputs, **out, config=EvaluateConfig(), slices="1-2", dataset="isbi")
-    assert scores["pixel_error"] == pytest.approx((48 + 64) / (2 * 64 * 64))
+    assert scores["pixel_disagreement"] == pytest.approx((48 + 64) / (2 * 64 * 64))
     assert scores["rand_error"] > 0 and scores["v_rand"] < 1 and scores["iou"] < 1
     assert scores["warping_error"] > 0  # the merge is a topological error
     assert json.loads(out["out_json"].read_text())["pixel_error"] == scores["pixel_error"]
@@ -214,10 +223,10 @@ def test_evaluate_stage_slices_inside_the_predicted_range(tmp_path, cells, input
     inputs["prediction_path"] = volume(tmp_path / "part.zarr", pred, z_range=[1, 3])
     out = paths(tmp_path)
     scores = evaluate_stage(**inputs, **out, config=EvaluateConfig(), slices="1", dataset="isbi")
-    assert scores["n_slices"] == 1 and scores["pixel_error"] == 0.0
+    assert scores["n_slices"] == 1 and scores["pixel_disagreement"] == 0.0
     out = paths(tmp_path / "b")
     scores = evaluate_stage(**inputs, **out, config=EvaluateConfig(), slices="2", dataset="isbi")
-    assert scores["pixel_error"] == 64 / cells[2].size  # slice 2 of the labels, not slice 1
+    assert scores["pixel_disagreement"] == 64 / cells[2].size  # slice 2 of the labels, not 1
     assert "held-out slice 2" in out["report_html"].read_text()
 
 
@@ -284,24 +293,19 @@ def test_scores_table(tmp_path):
         {
             "dataset": "isbi",
             "slices": "20-29",
-            "pixel_error": 0.0612345,
             "rand_error": 0.04,
+            "rand_threshold": 0.8,
+            "pixel_error": 0.0612345,
+            "pixel_threshold": 0.1,
             "warping_error": None,
+            "v_rand_thinned": 0.96,
+            "v_rand_thinned_threshold": 0.30000000000000004,
+            "v_info_thinned": 0.98,
+            "v_info_thinned_threshold": 0.5,
+            "pixel_disagreement": 0.1,
             "iou": 0.9,
-            "v_rand": 0.96,
-            "v_info": 0.98,
         },
-        {
-            "dataset": "cremi",
-            "slices": None,
-            "pixel_error": 0.1,
-            "rand_error": 0.2,
-            "warping_error": 0.001,
-            "iou": 0.8,
-            "v_rand": 0.7,
-            "v_info": 0.75,
-            "n_slices": 5,
-        },
+        {"dataset": "cremi", "slices": None, "rand_error": 0.2, "iou": 0.8, "n_slices": 5},
     ]
     files = []
     for row in rows:
@@ -309,28 +313,32 @@ def test_scores_table(tmp_path):
         files[-1].write_text(json.dumps(row))
     table = scores_table(files)
     lines = table.splitlines()
-    assert table.endswith("\n") and len(lines) == 2 + len(rows) + 1
+    assert table.endswith("\n") and len(lines) == 2 + len(rows) + 1 + 2
     assert lines[0] == (
-        "| dataset | slices | pixel_error | rand_error | warping_error | iou | v_rand | v_info |"
+        "| dataset | slices | rand_error | pixel_error | warping_error | v_rand_thinned "
+        "| v_info_thinned | pixel_disagreement | iou |"
     )
-    assert lines[1] == "|---|---|---|---|---|---|---|---|"
-    assert lines[2] == "| isbi | 20-29 | 0.06123 | 0.04 | - | 0.9 | 0.96 | 0.98 |"
-    assert lines[3] == "| cremi | None | 0.1 | 0.2 | 0.001 | 0.8 | 0.7 | 0.75 |"
-    assert (
-        lines[4] == "| paper (ISBI 2012 test set) | 0-29 | 0.0611 | 0.0382 | 0.000353 | - | - | - |"
+    assert lines[1] == "|---|---|---|---|---|---|---|---|---|"
+    assert lines[2] == (
+        "| isbi | 20-29 | 0.04 @0.8 | 0.06123 @0.1 | - | 0.96 @0.3 | 0.98 @0.5 | 0.1 | 0.9 |"
+    )
+    assert lines[3] == "| cremi | None | 0.2 | - | - | - | - | - | 0.8 |"
+    assert lines[4] == (
+        "| paper (ISBI 2012 test set) | 0-29 | 0.0382 | 0.0611 | 0.000353 | - | - | - | - |"
     )
     assert PAPER_ISBI2012["pixel_error"] == 0.0611
-    assert all(line.count("|") == len(SCORE_KEYS) + 3 for line in lines)
+    assert all(line.count("|") == len(SCORE_KEYS) + 3 for line in lines[:5])
+    assert lines[5] == "" and "test slices, whose labels are private" in lines[6]
 
 
 def test_scores_table_from_evaluate_stage(tmp_path, inputs):
     out = paths(tmp_path)
     evaluate_stage(**inputs, **out, config=EvaluateConfig(), slices="0-1", dataset="isbi")
     lines = scores_table([out["out_json"]]).splitlines()
-    assert len(lines) == 4
-    assert lines[2] == "| isbi | 0-1 | 0 | 0 | 0 | 1 | 1 | 1 |"
+    assert len(lines) == 6
+    assert lines[2] == "| isbi | 0-1 | 0 @0.0 | 0 @0.0 | 0 @0.0 | 1 @0.0 | 1 @0.0 | 0 | 1 |"
 
 
 def test_scores_table_without_datasets_has_the_paper_row():
     lines = scores_table([]).splitlines()
-    assert len(lines) == 3 and lines[2].startswith("| paper (ISBI 2012 test set) | 0-29 |")
+    assert len(lines) == 5 and lines[2].startswith("| paper (ISBI 2012 test set) | 0-29 |")

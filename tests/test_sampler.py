@@ -6,11 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage as ndi
 
 from unet import ngff
 from unet.augment import AugmentConfig
+from unet.errors import InputError
 from unet.geometry import Box
 from unet.sampler import PatchDataset, open_volumes, patch_loader
+from unet.weights import separate, weight_map
 
 # (ndim, volume shape, input tile, output tile) for a depth-1 net (context 16)
 CASES = {2: ((5, 30, 34), (24, 24), (8, 8)), 3: ((12, 22, 26), (20, 20, 20), (4, 4, 4))}
@@ -59,6 +62,10 @@ def test_output_box_inside_training_region_and_data_aligned(ndim: int) -> None:
     slices = [1, 3, 4] if ndim == 2 else list(range(2, 10))
     ds = PatchDataset(raw, labels, weights, inp, out, slices, 0, None)
     margin = [(i - o) // 2 for i, o in zip(inp, out, strict=True)]
+    # the target: cells less the separation border between touching ids, per slice (2D) or in
+    # the training region (3D), whose borders are mirrored like the patches'
+    region_labels = labels if ndim == 2 else labels[slices[0] : slices[-1] + 1]
+    target = separate(region_labels, 1, ndim) > 0
     for index in range(40):
         z0, box, _ = ds.box(index)
         output = box.grow([0, *[-m for m in margin]] if ndim == 2 else [-m for m in margin])
@@ -72,7 +79,8 @@ def test_output_box_inside_training_region_and_data_aligned(ndim: int) -> None:
         crop = tuple(slice(m, m + o) for m, o in zip(margin, out, strict=True))
         expect = raw[where].reshape(out)
         np.testing.assert_array_equal(image[0][crop].numpy(), expect / np.float32(255))
-        np.testing.assert_array_equal(classes[crop].numpy(), labels[where].reshape(out) > 0)
+        in_region = where if ndim == 2 else output.to_slices()
+        np.testing.assert_array_equal(classes[crop].numpy(), target[in_region].reshape(out))
         np.testing.assert_array_equal(weight[crop].numpy(), weights[where].reshape(out))
 
 
@@ -148,3 +156,37 @@ def test_bad_sampling_region_raises(ndim, slices, inp, out, match) -> None:
 def test_negative_seed_raises() -> None:
     with pytest.raises(ValueError, match="seed must be non-negative"):
         dataset(2, seed=-1)
+
+
+def test_touching_instances_are_separated_in_the_target_and_weighted() -> None:
+    # two square cells that touch along x = 6 | 7, and a third one apart
+    labels = np.zeros((1, 16, 20), dtype=np.uint16)
+    labels[0, 2:12, 1:7], labels[0, 2:12, 7:13], labels[0, 4:9, 15:19] = 1, 2, 3
+    weights = weight_map(labels, w0=10.0, sigma=5.0, class_weights=None, ndim=2, separation=1)
+    ds = PatchDataset(
+        np.zeros(labels.shape, np.uint8), labels, weights, (16, 20), (16, 20), [0], 0, None
+    )
+    _, classes, weight = ds[0]
+    target = classes.numpy()
+    expect = (labels[0] > 0).astype(np.int64)
+    expect[2:12, 7] = 0  # the one-pixel border on the side of the higher id
+    np.testing.assert_array_equal(target, expect)
+    assert ndi.label(target, ndi.generate_binary_structure(2, 1))[1] == 3  # kept apart
+    border = weight.numpy()[2:12, 7]
+    # background there, between two cells at distance 1 each: 1 + 10 exp(-2^2 / 50)
+    np.testing.assert_allclose(border, 1 + 10 * np.exp(-4 / 50), rtol=1e-5)
+    assert (weight.numpy()[expect == 1] == 1).all()  # cells keep w_c = 1
+    without = PatchDataset(
+        np.zeros(labels.shape, np.uint8),
+        labels,
+        weights,
+        (16, 20),
+        (16, 20),
+        [0],
+        0,
+        None,
+        separation=0,
+    )
+    assert without[0][1].numpy()[2:12, 7].all()  # plain labels > 0 merges the two cells
+    with pytest.raises(InputError, match="separation must be >= 0"):
+        PatchDataset(labels, labels, weights, (16, 20), (16, 20), [0], 0, None, separation=-1)

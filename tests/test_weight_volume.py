@@ -128,3 +128,28 @@ def test_rejects_float_instance_labels(tmp_path):
     out = empty_out(tmp_path / "w.zarr", (1, 16, 16), (1, 16, 16))
     with pytest.raises(TypeError, match="integer instance labels, got dtype float32"):
         weight_volume(np.zeros((1, 16, 16), np.float32), out, from_mask=False)
+
+
+def test_class_weights_count_only_the_training_slices(tmp_path):
+    mask = np.full((4, 32, 32), 255, np.uint8)
+    mask[:2, :, :8] = 0  # training slices 0-1: 1/4 membrane
+    mask[2:, :, :16] = 0  # held-out slices 2-3: 1/2 membrane (must not shape the training)
+    labels = as_zarr(tmp_path / "mask.zarr", mask, (1, 32, 32))
+    out = empty_out(tmp_path / "w.zarr", mask.shape, (1, 32, 32))
+    info = weight_volume(labels, out, w0=0.0, count_slices=[1, 0])
+    assert info["counts"] == [2 * 32 * 8, 2 * 32 * 24] and info["count_slices"] == [0, 1]
+    assert info["class_weights"] == [3.0, 1.0]  # w_c = max_k N_k / N_c over slices 0-1
+    np.testing.assert_array_equal(out[2], np.where(mask[2] == 0, 3.0, 1.0))  # applied to all
+    everything = weight_volume(labels, out, w0=0.0)
+    assert everything["count_slices"] is None
+    assert everything["class_weights"] == pytest.approx([2560 / 1536, 1.0])  # all 4 slices
+
+
+def test_count_slices_must_lie_in_the_volume(tmp_path):
+    mask = membrane_mask(np.random.default_rng(0), (2, 16, 16), 5)
+    labels = as_zarr(tmp_path / "mask.zarr", mask, (1, 16, 16))
+    out = empty_out(tmp_path / "w.zarr", mask.shape, (1, 16, 16))
+    with pytest.raises(ValueError, match=r"count_slices must be a non-empty subset of range\(2\)"):
+        weight_volume(labels, out, count_slices=[2])
+    with pytest.raises(ValueError, match=r"got \[\]"):
+        weight_volume(labels, out, count_slices=[])

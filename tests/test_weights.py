@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from unet.errors import InputError
 from unet.weights import (
     CUTOFF_RATIO,
     class_weights,
@@ -13,6 +14,7 @@ from unet.weights import (
     instances_from_mask,
     reach,
     resolve_class_weights,
+    separation_border,
     weight_map,
 )
 
@@ -231,3 +233,33 @@ def test_resolve_class_weights():
     assert resolve_class_weights([2, 3]) == (2.0, 3.0)
     with pytest.raises(ValueError, match=r"two positive numbers, got \(1.0, 2.0, 3.0\)"):
         resolve_class_weights((1.0, 2.0, 3.0))
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_separation_border_keeps_touching_cells_apart(width: int) -> None:
+    labels = np.zeros((2, 12, 12), dtype=np.int32)
+    labels[:, :, :6], labels[:, :, 6:] = 4, 9  # two cells touching along x = 5 | 6
+    labels[1, :6, 6:] = 2  # a third cell in slice 1 touching both
+    border = separation_border(labels, width, ndim=2)
+    # slice 0: a line of `width` pixels on the side of the higher id, nothing else
+    assert np.array_equal(np.nonzero(border[0].any(axis=0))[0], np.arange(6, 6 + width))
+    assert border[0, :, 6 : 6 + width].all() and not border[0, labels[0] == 4].any()
+    kept = np.where(border, 0, labels)
+    cross = ndi.generate_binary_structure(2, 1)
+    for z in range(2):  # face-connected foreground components = the cells
+        assert ndi.label(kept[z] > 0, cross)[1] == len(np.unique(labels[z]))
+        gap = ndi.distance_transform_cdt(kept[z] != 9, metric="taxicab")
+        assert gap[kept[z] == 4].min() == width + 1  # `width` pixels of background between
+    assert not separation_border(labels, 0).any()
+    assert not separation_border(np.full((4, 4), 3), 1).any()  # one cell, no border
+
+
+def test_separation_is_background_in_the_weight_map() -> None:
+    labels = np.zeros((10, 12), dtype=np.int32)
+    labels[2:8, 1:6], labels[2:8, 6:11] = 1, 2
+    plain = weight_map(labels, class_weights=None)
+    separated = weight_map(labels, class_weights=None, separation=1)
+    assert (plain[2:8, 6] == 1).all()  # without: a cell pixel, no border term
+    np.testing.assert_allclose(separated[2:8, 6], 1 + 10 * np.exp(-4 / 50), rtol=1e-6)
+    with pytest.raises(InputError, match="width must be >= 0"):
+        separation_border(labels, -1)

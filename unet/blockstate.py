@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from unet.errors import InputError
+from unet.errors import InputError, StageError
 from unet.geometry import Box, Coord
 
 LAYOUT_VERSION = 1
@@ -101,12 +101,46 @@ class Layout:
         return ", ".join(f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b.get(k))
 
 
-class BlockError(RuntimeError):
+class BlockError(StageError):
     """Blocks failed or are not done; ``failed`` lists (some of) their flat indices."""
 
     def __init__(self, message: str, failed: Sequence[int] | np.ndarray = ()) -> None:
         super().__init__(message)
         self.failed = [int(i) for i in failed]
+
+
+def block_failure(index: int, box: Box, error: BaseException) -> str:
+    """One line naming a failed block, its write box and its error.
+
+    >>> err = OSError(28, "No space left on device", "o/0")
+    >>> block_failure(3, Box((0, 16, 0), (1, 16, 32)), err)
+    "block 3 (z 0:1, y 16:32, x 0:32): OSError: [Errno 28] No space left on device: 'o/0'"
+    """
+    where = ", ".join(f"{a} {b}:{e}" for a, b, e in zip("zyx", box.begin, box.end, strict=True))
+    return f"block {index} ({where}): {type(error).__name__}: {error}"
+
+
+def mark_failed(markers: zarr.Array, index: int, box: Box, error: BaseException) -> str:
+    """Mark block ``index`` failed; return :func:`block_failure`'s line, plus the marker's own
+    error if that write failed too (a full disk): the block is reported either way, and a
+    block without a marker is simply computed again."""
+    what = block_failure(index, box, error)
+    try:
+        mark(markers, index, FAILED)
+    except OSError as err:
+        what += f"; its failed marker was not written either: {err}"
+    return what
+
+
+def located(error: OSError, array: zarr.Array, chunk: Sequence[int] | None = None) -> OSError:
+    """``error`` naming the folder of ``array`` (or the file of its chunk ``chunk``) unless it
+    names a file already: a ``write()`` that fails on a full disk names none."""
+    if error.filename is not None or error.errno is None:
+        return error
+    where = str(array.store_path).removeprefix("file://")
+    if chunk is not None:
+        where = f"{where}/{array.metadata.encode_chunk_key(tuple(chunk))}"
+    return OSError(error.errno, error.strerror, where)
 
 
 def stored_layout(path: str | Path) -> Layout | None:
@@ -205,9 +239,13 @@ def read_states(markers: zarr.Array, start: int, stop: int, batch: int = READ_BA
 
 
 def mark(markers: zarr.Array, flat_index: int, state: int) -> None:
-    """Set the marker of one block (its own chunk: safe from concurrent workers)."""
+    """Set the marker of one block (its own chunk: safe from concurrent workers); an
+    ``OSError`` names the marker's file."""
     index = tuple(int(i) for i in np.unravel_index(flat_index, markers.shape))
-    markers[index] = state
+    try:
+        markers[index] = state
+    except OSError as err:
+        raise located(err, markers, index) from err
 
 
 def count(states: np.ndarray) -> dict[str, int]:

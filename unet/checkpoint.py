@@ -1,22 +1,51 @@
 """Model files: the architecture plus the weights, loaded safely (``weights_only=True``).
 
 A model file is ``{"format": MODEL_FORMAT, "arch": UNet.arch, "state_dict": ..., "meta": {...}}``.
-Full training checkpoints (optimizer, RNG, step) live in :mod:`unet.train_state`.
+A bioimage.io package (``.zip`` or ``rdf.yaml``, :mod:`unet.bioimageio`) reads as the same
+payload, and the name of a model shipped in ``unet/models/`` (``isbi2012``) resolves to its file
+(:func:`resolve`).  Full training checkpoints (optimizer, RNG, step) live in
+:mod:`unet.train_state`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from unet.errors import InputError
+from unet.bioimageio import is_package, read_package
+from unet.errors import InputError, brief
 from unet.model import UNet
 
 MODEL_FORMAT = "unet-em-model/1"
+
+
+def shipped_models() -> dict[str, Path]:
+    """The pretrained models shipped with the package: name -> model file."""
+    root = Path(str(resources.files("unet") / "models"))
+    return {p.parent.name: p for p in sorted(root.glob("*/model.pt"))}
+
+
+def resolve(model: str | Path) -> Path:
+    """A model file, package or the name of a shipped model (``isbi2012``) -> its path.
+
+    An existing path wins over a shipped name; anything else is ``FileNotFoundError`` naming
+    the shipped models.
+    """
+    path = Path(model)
+    if path.exists():
+        return path
+    shipped = shipped_models()
+    if str(model) in shipped:
+        return shipped[str(model)]
+    raise FileNotFoundError(
+        f"{model}: no such model/checkpoint file or bioimage.io package, nor a shipped "
+        f"model ({', '.join(shipped) or 'none shipped'})"
+    )
 
 
 def save_model(path: str | Path, model: UNet, meta: dict[str, Any] | None = None) -> None:
@@ -35,16 +64,17 @@ def save_model(path: str | Path, model: UNet, meta: dict[str, Any] | None = None
 
 
 def read(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint/model file with ``weights_only=True``; clear errors for bad files."""
-    path = Path(path)
+    """Load a checkpoint/model file or bioimage.io package (or a shipped model by name) with
+    ``weights_only=True``; clear errors for bad files."""
+    path = resolve(path)
+    if is_package(path):
+        return read_package(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model/checkpoint file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise InputError(
-            f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
-        ) from err
+        raise InputError(f"{path}: not a readable checkpoint ({brief(err)})") from err
     if not isinstance(payload, dict) or "arch" not in payload:
         raise InputError(f"{path}: not a unet-em checkpoint (no architecture record)")
     return payload
@@ -77,7 +107,7 @@ def load_model(path: str | Path, arch: dict[str, Any] | None = None) -> UNet:
 def checksum(path: str | Path) -> str:
     """SHA-256 of a file (model provenance in prediction outputs and resume layout hashes)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(resolve(path), "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

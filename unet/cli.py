@@ -1,8 +1,9 @@
 """The ``unet`` command: every pipeline stage without Snakemake.
 
 Options that the pipeline reads from ``config/config.yaml`` can be given the same way here with
-``--config FILE`` (its ``model``, ``train``, ``predict``, ``weights`` and ``evaluate`` sections);
-explicit flags win.  Bad input gives one line ``unet <stage>: <problem>`` and exit status 1.
+``--config FILE`` (its ``model``, ``train``, ``predict``, ``segment``, ``weights`` and
+``evaluate`` sections); explicit flags win.  Bad input gives one line
+``unet <stage>: <problem>`` and exit status 1.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 
 from unet import __version__
-from unet.errors import InputError
+from unet.errors import InputError, brief
 from unet.stage import run
 
 
@@ -30,7 +31,10 @@ def _load_config(path: str | None) -> dict[str, Any]:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{path}: no such config file") from err
     except yaml.YAMLError as err:
-        raise InputError(f"{path}: not valid YAML ({err})") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or brief(err)
+        raise InputError(f"{path}: not valid YAML ({where}{problem})") from err
     if not isinstance(data, dict):
         raise InputError(f"{path}: a config file must be a mapping of sections")
     return data
@@ -179,6 +183,41 @@ def _cmd_predict(args: argparse.Namespace) -> Any:
     )
 
 
+def _cmd_segment(args: argparse.Namespace) -> Any:
+    from unet.segment import SegmentConfig, segment_volume
+
+    section = _section(args, "segment")
+    for key in ("mode", "threshold", "merge_threshold", "cluster", "workers"):
+        if getattr(args, key) is not None:
+            section[key] = getattr(args, key)
+    if args.overwrite:
+        section["overwrite"] = True
+    return segment_volume(args.prediction, args.out, SegmentConfig(**section))
+
+
+def _cmd_export_model(args: argparse.Namespace) -> Any:
+    from unet import ngff
+    from unet.bioimageio_export import export_model
+
+    out = export_model(
+        args.model,
+        args.out,
+        name=args.name,
+        authors=tuple(args.author or ("unet-em user",)),
+        license=args.license,
+        documentation=args.documentation,
+        sample=ngff.open_array(args.raw) if args.raw else None,
+        overwrite=args.overwrite,
+    )
+    return {"package": str(out)}
+
+
+def _cmd_export_tiff(args: argparse.Namespace) -> Any:
+    from unet.tiff_export import export_tiff
+
+    return export_tiff(args.volume, args.tiff, overwrite=args.overwrite)
+
+
 def _cmd_curve(args: argparse.Namespace) -> Any:
     import csv
 
@@ -316,7 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_doctor)
 
     p = sub.add_parser("predict", help="exact overlap-tile prediction (Dask, resumable)")
-    p.add_argument("model", help="model.pt written by unet train")
+    p.add_argument(
+        "model",
+        help="model.pt written by unet train, a bioimage.io package (.zip or rdf.yaml) or the "
+        "name of a shipped pretrained model (isbi2012)",
+    )
     p.add_argument("raw", help="raw OME-Zarr volume")
     p.add_argument("out", help="new prediction OME-Zarr (resumes an interrupted one)")
     p.add_argument("--slices", help="one z range, e.g. 25-29 (default all)")
@@ -333,6 +376,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _add_common(p)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("segment", help="probabilities -> OME-Zarr instance labels (blockwise)")
+    p.add_argument("prediction", help="prediction OME-Zarr (foreground probabilities)")
+    p.add_argument("out", help="new label image OME-Zarr (resumes an interrupted one)")
+    p.add_argument("--mode", choices=("2d", "3d", "threshold"))
+    p.add_argument("--threshold", type=float, help="confident foreground p > threshold")
+    p.add_argument("--merge-threshold", type=float, help="merge below this mean boundary")
+    p.add_argument("--cluster", help="none, local, slurm or a scheduler address")
+    p.add_argument("--workers", type=int, help="Dask workers")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _add_common(p)
+    p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("export-model", help="model.pt -> bioimage.io model package (.zip)")
+    p.add_argument("model", help="model.pt written by unet train, or a shipped model (isbi2012)")
+    p.add_argument("out", help="new package (.zip): rdf.yaml, state-dict and TorchScript weights")
+    p.add_argument("--raw", help="raw OME-Zarr to take the test input from (default synthetic)")
+    p.add_argument("--name", help="the package's name")
+    p.add_argument("--author", action="append", help="who trained the model (repeatable)")
+    p.add_argument("--license", default="MIT", help="SPDX license of the weights (default MIT)")
+    p.add_argument("--documentation", help="Markdown model card (default: a generated one)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    _add_common(p, config=False)
+    p.set_defaults(func=_cmd_export_model)
+
+    p = sub.add_parser("export-tiff", help="OME-Zarr volume or label image -> ImageJ TIFF (Fiji)")
+    p.add_argument("volume", help="prediction or segmentation OME-Zarr")
+    p.add_argument("tiff", help="new multi-page TIFF (voxel size in the resolution tags)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing TIFF")
+    _add_common(p, config=False)
+    p.set_defaults(func=_cmd_export_tiff)
 
     p = sub.add_parser("curve", help="summarise metrics.csv: time to a held-out pixel error")
     p.add_argument("metrics", help="metrics.csv of a training run")

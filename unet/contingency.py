@@ -183,7 +183,8 @@ class ContingencyTable:
         return float(2.0 * sum_ab / (sum_a + sum_b))
 
     def rand_error(self) -> float:
-        """``1 - V_rand``."""
+        """``1 - V_rand`` of this one segmentation (the challenge's Rand error is the best
+        over thresholds, :mod:`unet.isbi2012`)."""
         return 1.0 - self.v_rand()
 
     def v_info(self) -> float:
@@ -208,32 +209,27 @@ class ContingencyTable:
         return float(np.mean(scores))
 
 
-Tables = dict[float, ContingencyTable]
-
-
 def _score_block(
-    prediction_array: Any, truth_array: Any, box: Box, zs: Sequence[int], levels: Sequence[float]
-) -> tuple[Tables, np.ndarray]:
-    """Tables per threshold level and the pixel counts (mismatched, intersection, union, all)
-    at ``levels[0]`` of the slices ``zs`` inside ``box``."""
+    prediction_array: Any, truth_array: Any, box: Box, zs: Sequence[int], threshold: float
+) -> tuple[ContingencyTable, np.ndarray]:
+    """The table and the pixel counts (mismatched, intersection, union, all) of the slices
+    ``zs`` inside ``box``."""
     pick = [z - box.begin[0] for z in zs]
     prediction = np.asarray(prediction_array[box.to_slices()])[pick]
     truth = as_instances(np.asarray(truth_array[box.to_slices()])[pick], name="truth")
-    tables = {}
-    for level in levels:
-        labels = as_instances(prediction, threshold=level, name="prediction")
-        tables[level] = ContingencyTable()
-        for k, z in enumerate(zs):
-            tables[level].add(labels[k], truth[k], z=z)
-    pred_fg, true_fg = as_foreground(prediction, threshold=levels[0]), truth > 0
+    labels = as_instances(prediction, threshold=threshold, name="prediction")
+    table = ContingencyTable()
+    for k, z in enumerate(zs):
+        table.add(labels[k], truth[k], z=z)
+    pred_fg, true_fg = as_foreground(prediction, threshold=threshold), truth > 0
     counts = [pred_fg != true_fg, pred_fg & true_fg, pred_fg | true_fg, np.ones_like(pred_fg)]
-    return tables, np.array([np.count_nonzero(c) for c in counts])
+    return table, np.array([np.count_nonzero(c) for c in counts])
 
 
-def _merge(a: tuple[Tables, np.ndarray], b: tuple[Tables, np.ndarray]) -> tuple[Tables, np.ndarray]:
-    for level, table in a[0].items():
-        table.merge(b[0][level])
-    return a[0], a[1] + b[1]
+def _merge(
+    a: tuple[ContingencyTable, np.ndarray], b: tuple[ContingencyTable, np.ndarray]
+) -> tuple[ContingencyTable, np.ndarray]:
+    return a[0].merge(b[0]), a[1] + b[1]
 
 
 def blockwise_scores(
@@ -243,14 +239,15 @@ def blockwise_scores(
     block_shape: int | Sequence[int] | None = None,
     threshold: float = 0.5,
     slices: Sequence[int] | None = None,
-    thresholds: Sequence[float] | None = None,
     parallel: bool = False,
 ) -> dict[str, float]:
-    """Pixel error, IoU, V_rand, V_info and Rand error of two (Z, Y, X) arrays, slab by slab.
+    """Pixel disagreement, IoU, V_rand and V_info of one segmentation, slab by slab.
 
-    Only one slab of whole slices of each array is in memory at a time (numpy, Zarr or any
-    array with ``shape`` and slicing): memory is bounded by the slab plus the sparse tables,
-    whatever the volume's depth.  The result equals :mod:`unet.metrics` on the whole stack.
+    The scores of :mod:`unet.metrics` (no threshold sweep; the challenge's swept scores are
+    :mod:`unet.isbi2012`).  Only one slab of whole slices of each array is in memory at a time
+    (numpy, Zarr or any array with ``shape`` and slicing): memory is bounded by the slab plus
+    the sparse tables, whatever the volume's depth.  The result equals :mod:`unet.metrics` on
+    the whole stack.
 
     Parameters
     ----------
@@ -258,24 +255,17 @@ def blockwise_scores(
     block_shape : slab depth, or ``(depth, Y, X)``; default: the prediction's z-chunk, else 1.
     threshold : cell where ``p > threshold`` for float predictions.
     slices : z indices to score (default: all).
-    thresholds : if given, ``rand_error`` is ``1 -`` the maximal V_rand over these thresholds
-        (the challenge's sweep on a probability map) and ``rand_threshold`` the first that
-        reaches it.
     parallel : score slabs on dask's threaded scheduler and merge their tables.
 
     Returns
     -------
-    dict with ``pixel_error``, ``iou``, ``v_rand``, ``v_info``, ``rand_error``,
-    ``rand_threshold`` and ``n_slices``.
+    dict with ``pixel_disagreement``, ``iou``, ``v_rand``, ``v_info`` and ``n_slices``.
     """
     shape = tuple(prediction_array.shape)
     if tuple(truth_array.shape) != shape:
         raise InputError(f"prediction shape {shape} != truth shape {tuple(truth_array.shape)}")
     if len(shape) != 3:
         raise InputError(f"blockwise scoring needs (Z, Y, X) arrays, got shape {shape}")
-    sweep = [threshold] if thresholds is None else [float(t) for t in thresholds]
-    if not (sweep and all(0.0 <= t < 1.0 for t in sweep)):
-        raise InputError(f"thresholds must be a non-empty list in [0, 1), got {sweep}")
     if block_shape is None:
         block_shape = int(getattr(prediction_array, "chunks", (1,))[0])
     if isinstance(block_shape, (int, np.integer)):
@@ -286,13 +276,12 @@ def blockwise_scores(
     if not zs or not 0 <= zs[0] <= zs[-1] < shape[0]:
         raise InputError(f"slices must be a non-empty subset of range({shape[0]}), got {slices}")
 
-    levels = [threshold] + [t for t in sweep if t != threshold]
     jobs = []
     for block in blocks(shape, block_shape):
         wanted = [z for z in zs if block.begin[0] <= z < block.end[0]]
         if wanted:  # read the hull of the wanted slices, whole in y and x
             hull = Box((wanted[0], 0, 0), (wanted[-1] + 1 - wanted[0],) + shape[1:])
-            jobs.append((prediction_array, truth_array, hull, wanted, levels))
+            jobs.append((prediction_array, truth_array, hull, wanted, threshold))
     if parallel:
         import dask
 
@@ -300,17 +289,13 @@ def blockwise_scores(
         parts = list(dask.compute(*[score(*job) for job in jobs], scheduler="threads"))
     else:
         parts = [_score_block(*job) for job in jobs]
-    tables, counts = functools.reduce(_merge, parts)
+    table, counts = functools.reduce(_merge, parts)
 
     mismatched, intersection, union, pixels = (int(v) for v in counts)
-    v_rand = {level: tables[level].v_rand() for level in sweep}
-    best = max(sweep, key=v_rand.__getitem__)  # the first best
     return {
-        "pixel_error": mismatched / pixels,
+        "pixel_disagreement": mismatched / pixels,
         "iou": intersection / union if union else 1.0,
-        "v_rand": tables[threshold].v_rand(),
-        "v_info": tables[threshold].v_info(),
-        "rand_error": 1.0 - v_rand[best],
-        "rand_threshold": best,
+        "v_rand": table.v_rand(),
+        "v_info": table.v_info(),
         "n_slices": len(zs),
     }

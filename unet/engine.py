@@ -37,7 +37,7 @@ from unet.blockstate import Layout
 from unet.checkpoint import checksum, load_model
 from unet.errors import InputError
 from unet.geometry import Box, Tile, TilePlan, read_mirrored
-from unet.inference import Precision, Predictor, tile_plan
+from unet.inference import CudaGraphs, Precision, Predictor, tile_plan
 from unet.normalize import to_unit
 
 log = logging.getLogger("unet.predict")
@@ -55,6 +55,7 @@ class EngineSpec:
     compile: bool
     threads: int
     io_threads: int
+    cuda_graphs: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,11 @@ class Engine:
         )
         if spec.compile:
             self.predictor.model = torch.compile(self.predictor.model)  # type: ignore[assignment]
+        # the whole batch -> stored values as one CUDA graph per batch shape (fixed tiles)
+        self.graphs: CudaGraphs | None = None
+        if spec.cuda_graphs and self.device.type == "cuda":
+            self.predictor.autocast_cache = False
+            self.graphs = CudaGraphs(self._values, self.device)
         self.readers = ThreadPoolExecutor(spec.io_threads, thread_name_prefix="unet-read")
         self.writer = ThreadPoolExecutor(spec.io_threads, thread_name_prefix="unet-write")
         # every CUDA call runs in one persistent thread: forward passes take turns (one batch in
@@ -218,8 +224,11 @@ class Engine:
                 part = buffer[slab.to_slices(relative_to=block)]
                 writes.append(self.writer.submit(out.__setitem__, slab.to_slices(), part))
                 written = ready
-        for w in writes:
-            w.result()
+        try:
+            for w in writes:
+                w.result()
+        except OSError as err:  # a full disk: name the array (mark names the marker's file)
+            raise blockstate.located(err, out) from err
         markers = _open(job.out_path, None, "r+", layout.hash)
         blockstate.mark(markers, job.index, blockstate.DONE)
         log.debug("block %d: done", job.index)
@@ -232,10 +241,18 @@ class Engine:
         return self._forward_here(x, dtype)
 
     def _forward_here(self, x: torch.Tensor, dtype: str) -> np.ndarray:
-        if x.dtype == torch.uint8:  # to_unit on the device: the same float32 division
-            x = x.to(self.device, non_blocking=True).float() / 255
-        values = quantise(self.predictor.forward(x), dtype)
+        if self.graphs is not None:
+            values = self.graphs(x, dtype)
+        else:
+            values = self._values(x.to(self.device, non_blocking=True), dtype)
         return values.cpu().numpy()  # type: ignore[no-any-return]
+
+    def _values(self, x: torch.Tensor, dtype: str) -> torch.Tensor:
+        """Batch on the device -> stored values on the device (quantised there: the copy to
+        the host moves uint8, a quarter of float32's bytes)."""
+        if x.dtype == torch.uint8:  # to_unit on the device: the same float32 division
+            x = x.float() / 255
+        return quantise(self.predictor.forward(x), dtype)
 
 
 def _read_batch(

@@ -1,11 +1,18 @@
-"""The ``evaluate`` stage: segment predicted cell probabilities, score them against the truth
-(:mod:`unet.metrics`, slab by slab via :func:`unet.contingency.blockwise_scores`) and write PNG
+"""The ``evaluate`` stage: score predicted cell probabilities against the truth and write PNG
 overlays and a self-contained HTML report.
 
+Two kinds of scores, under names that say which is which:
+
+* the ISBI 2012 challenge's, on the probability map itself with the challenge's threshold
+  sweeps (:mod:`unet.isbi2012`): ``pixel_error``, ``rand_error``, ``warping_error`` (the
+  original leaderboard, the U-Net paper's Table 1) and ``v_rand_thinned``, ``v_info_thinned``
+  (the current leaderboard), each with the threshold that gave it;
+* the project's own segmentation at ``threshold`` / ``postprocess`` (:mod:`unet.metrics`, slab
+  by slab via :func:`unet.contingency.blockwise_scores`): ``pixel_disagreement`` (1 - accuracy),
+  ``iou`` of the cells, and ``v_rand``, ``v_info`` of its cells without thinning.
+
 Probabilities are uint8 (``round(p * 255)``) or float in [0, 1]; the truth is an ISBI binary
-map (0 = membrane, 255 = cell) or an instance image.  Both post-processings give the same cell
-mask ``p > threshold``, so pixel error, IoU and warping error do not depend on the choice; only
-the way the mask is cut into cells (V_rand, V_info) does.
+map (0 = membrane, 255 = cell) or an instance image.
 """
 
 from __future__ import annotations
@@ -24,14 +31,21 @@ from skimage.segmentation import watershed
 
 from unet.contingency import CROSS, as_foreground, blockwise_scores
 from unet.errors import InputError, InputTypeError
-from unet.metrics import DEFAULT_THRESHOLDS, warping_error
+from unet.isbi2012 import ChallengeScorer
 
 PAPER_ISBI2012: dict[str, float] = {
     "warping_error": 0.000353,
     "rand_error": 0.0382,
     "pixel_error": 0.0611,
 }
-"""Ronneberger et al. 2015, Table 1: the U-Net's ISBI 2012 leaderboard scores."""
+"""Ronneberger et al. 2015, Table 1: the U-Net's scores on the original ISBI 2012 leaderboard
+(the challenge's definitions, :mod:`unet.isbi2012`), on the challenge's 30 *test* slices, whose
+labels are private: not comparable slice for slice with held-out training slices."""
+
+PAPER_NOTE = (
+    "paper: Ronneberger et al. 2015, Table 1, ISBI 2012 challenge definitions, on the "
+    "challenge's test slices (private labels); this run: held-out training slices"
+)
 
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 
@@ -49,9 +63,10 @@ class EvaluateConfig:
         longer merges two cells.
     seed_threshold : seed level of the watershed, in ``[threshold, 1)``.
     slices : z indices to score; ``None`` scores all.
-    warping : compute the warping error (the slowest metric).
-    sweep : for ``"threshold"``, report the Rand error as the challenge did: ``1 -`` the best
-        V_rand over thresholds 0.05..0.95; otherwise ``1 - v_rand`` at ``threshold``.
+    warping : compute the challenge's warping error (the slowest score).
+
+    ``threshold``, ``postprocess`` and ``seed_threshold`` shape the project's segmentation
+    only; the challenge's scores sweep their own thresholds (:mod:`unet.isbi2012`).
     """
 
     threshold: float = 0.5
@@ -59,7 +74,6 @@ class EvaluateConfig:
     seed_threshold: float = 0.9
     slices: tuple[int, ...] | None = None
     warping: bool = True
-    sweep: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -132,13 +146,14 @@ def segment(probability_map: Any, config: EvaluateConfig) -> np.ndarray:
 def evaluate(probability_array: Any, truth_array: Any, config: EvaluateConfig) -> dict[str, Any]:
     """Score a predicted (Z, Y, X) or (Y, X) probability array against the truth.
 
-    Arrays may be numpy or Zarr; they are read slab by slab (and slice by slice for the
-    warping error), never whole.
+    Arrays may be numpy or Zarr; they are read slab by slab and slice by slice, never whole.
 
     Returns
     -------
-    dict with ``pixel_error``, ``rand_error``, ``warping_error`` (``None`` unless
-    ``config.warping``), ``iou``, ``v_rand``, ``v_info``, ``n_slices``, ``threshold`` and
+    dict with the challenge's ``pixel_error``, ``rand_error``, ``warping_error`` (``None``
+    unless ``config.warping``), ``v_rand_thinned``, ``v_info_thinned``, each with its
+    ``*_threshold``, and ``by_threshold`` (every score at every threshold); the segmentation's
+    ``pixel_disagreement``, ``iou``, ``v_rand``, ``v_info``; ``n_slices``, ``threshold`` and
     ``postprocess``.
     """
     prob, truth = probability_array, truth_array
@@ -154,26 +169,19 @@ def evaluate(probability_array: Any, truth_array: Any, config: EvaluateConfig) -
         raise InputTypeError(f"truth must be a binary or instance image, got dtype {truth.dtype}")
     view = _Reader(prob)
     if config.postprocess == "threshold":
-        sweep = DEFAULT_THRESHOLDS if config.sweep else None
-        scores = blockwise_scores(
-            view, truth, threshold=config.threshold, slices=config.slices, thresholds=sweep
-        )
+        own = blockwise_scores(view, truth, threshold=config.threshold, slices=config.slices)
     else:  # the slabs arrive as instance labels
-        scores = blockwise_scores(_Reader(prob, config), truth, slices=config.slices)
-    warping = None
-    if config.warping:  # slice by slice: the same cell mask p > threshold for both modes
-        zs = range(view.shape[0]) if config.slices is None else sorted(set(config.slices))
-        warping = sum(
-            warping_error(view[z], np.asarray(truth[z]), threshold=config.threshold) for z in zs
-        ) / len(zs)
+        own = blockwise_scores(_Reader(prob, config), truth, slices=config.slices)
+    challenge = ChallengeScorer(warping=config.warping)
+    for z in range(view.shape[0]) if config.slices is None else sorted(set(config.slices)):
+        challenge.add(view[z], np.asarray(truth[z]))
     return {
-        "pixel_error": scores["pixel_error"],
-        "rand_error": scores["rand_error"],
-        "warping_error": warping,
-        "iou": scores["iou"],
-        "v_rand": scores["v_rand"],
-        "v_info": scores["v_info"],
-        "n_slices": scores["n_slices"],
+        **challenge.result(),
+        "pixel_disagreement": own["pixel_disagreement"],
+        "iou": own["iou"],
+        "v_rand": own["v_rand"],
+        "v_info": own["v_info"],
+        "n_slices": own["n_slices"],
         "threshold": config.threshold,
         "postprocess": config.postprocess,
     }
@@ -238,12 +246,15 @@ def write_report(
     images: Mapping[str, str | Path],
     paper: Mapping[str, float] | None = None,
 ) -> Path:
-    """Write a self-contained HTML report: a table of ``scores`` (with a column of ``paper``
-    figures, e.g. :data:`PAPER_ISBI2012`, where given) and ``images`` (titled PNG/JPEG/SVG
-    files such as overlays or the training curve) embedded as base64."""
+    """Write a self-contained HTML report: a table of the scalar ``scores`` (with a column of
+    ``paper`` figures, e.g. :data:`PAPER_ISBI2012`, where given, and :data:`PAPER_NOTE` under
+    it) and ``images`` (titled PNG/JPEG/SVG files such as overlays or the training curve)
+    embedded as base64."""
     header = "<tr><th>metric</th><th>this run</th>" + ("<th>paper</th>" if paper else "")
     rows = [header + "</tr>"]
     for key, value in scores.items():
+        if isinstance(value, (dict, list, tuple)):
+            continue
         row = f"<tr><td>{html.escape(key)}</td><td>{_format(value)}</td>"
         if paper:
             row += f"<td>{_format(paper.get(key))}</td>"
@@ -275,6 +286,7 @@ def write_report(
             "<table>",
             *rows,
             "</table>",
+            f"<p>{html.escape(PAPER_NOTE)}</p>" if paper else "",
             *figures,
             "</body></html>",
         ]

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from unet.credentials import worker_credentials
 from unet.errors import InputError
 
 log = logging.getLogger("unet.predict")
 
 LOCAL, SLURM, IN_PROCESS = "local", "slurm", "none"
+LOCAL_DASHBOARD = "127.0.0.1:0"  # a free port, on localhost only (reach it by an SSH tunnel)
 
 # Dask's statistical worker profiler samples every thread's stack every 10 ms and keeps an hour
 # of samples: an 82k-block prediction peaked at 798 MB RSS with it and 595 MB without
@@ -37,7 +40,7 @@ WORKER_ENV = "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"
 
 
 def is_address(cluster: str) -> bool:
-    """True for a scheduler address such as ``tcp://10.0.0.1:8786``."""
+    """True for a scheduler address such as ``tls://10.0.0.1:8786``."""
     return "://" in cluster
 
 
@@ -48,19 +51,27 @@ def slurm_options(
     ``blocks`` Dask threads and ``workers_threads`` CPUs for torch and I/O; ``options`` (queue,
     account, memory, walltime, job_extra_directives, ...) override.
 
-    ``job_script_prologue`` gets :data:`WORKER_ENV` first.
+    ``job_script_prologue`` gets :data:`WORKER_ENV` first; a worker's own HTTP server
+    (metrics) listens on its node's localhost only.
 
     >>> opts = slurm_options(8, {"memory": "32GB", "job_script_prologue": ["module load cuda"]})
-    >>> opts["job_cpu"], opts["job_script_prologue"][1]
-    (8, 'module load cuda')
+    >>> opts["job_cpu"], opts["job_script_prologue"][1], opts["worker_extra_args"]
+    (8, 'module load cuda', ['--dashboard-address', '127.0.0.1:0'])
     """
+    taken = sorted({"security", "protocol"} & set(options))
+    if taken:
+        raise InputError(
+            f"predict.slurm must not set {taken}: every run makes its own TLS credentials"
+        )
     prologue = [WORKER_ENV, *options.get("job_script_prologue", [])]
+    extra = ["--dashboard-address", "127.0.0.1:0", *options.get("worker_extra_args", [])]
     return {
         "cores": blocks,
         "processes": 1,
         "job_cpu": workers_threads,
         **dict(options),
         "job_script_prologue": prologue,
+        "worker_extra_args": extra,
     }
 
 
@@ -72,43 +83,79 @@ def connect(
     processes: bool = True,
     slurm: Mapping[str, Any] | None = None,
     blocks: int = 1,
+    dashboard: str = LOCAL_DASHBOARD,
 ) -> Iterator[Any]:
     """Yield a ``distributed.Client`` for ``cluster`` (``None`` for ``"none"``: run here).
 
     ``local`` starts ``workers`` workers of ``blocks`` threads each (``processes=False``:
     threads of this process); ``slurm`` submits ``workers`` SLURM jobs; anything with ``://``
     connects to a running scheduler, whose workers are left alone on exit.
+
+    A cluster started here accepts only clients and workers that hold its temporary TLS
+    credentials (mutual TLS: any other connection is refused), and its dashboard listens on
+    ``dashboard`` (``host:port``; default: a free port on localhost).  Local worker
+    processes also listen on 127.0.0.1 only; local threads talk in-process (``inproc://``).
+    A scheduler given by address is protected by what it was started with: the client uses
+    Dask's configured TLS settings (``distributed.comm.tls.*``).
     """
     if cluster == IN_PROCESS:
         yield None
         return
     import dask
     from distributed import Client, LocalCluster
+    from distributed.security import Security
 
     if is_address(cluster):
+        if not cluster.startswith("tls://"):
+            log.warning(
+                "%s: not a tls:// address: anyone who reaches that scheduler can run code "
+                "as its user (docs/cluster.md)",
+                cluster,
+            )
+        elif Security().get_connection_args("client").get("ssl_context") is None:
+            raise InputError(
+                f"{cluster}: no TLS credentials for the client: set distributed.comm.tls.ca-file "
+                "and distributed.comm.tls.client.cert/key in the Dask config (docs/cluster.md)"
+            )
         with Client(cluster) as client:
             yield client
         return
-    if cluster == LOCAL:
-        with dask.config.set(WORKER_CONFIG):  # nannies pass it on to worker processes
-            made: Any = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=blocks,
-                processes=processes,
-                dashboard_address=":0",
-            )
-    elif cluster == SLURM:
-        from dask_jobqueue import SLURMCluster
+    with ExitStack() as stack:
+        if cluster == LOCAL:
+            security = Security.temporary() if processes else None
+            with dask.config.set(WORKER_CONFIG):  # nannies pass it on to worker processes
+                made: Any = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=blocks,
+                    processes=processes,
+                    host="127.0.0.1" if processes else None,
+                    dashboard_address=dashboard,
+                    security=security,
+                )
+        elif cluster == SLURM:
+            from dask_jobqueue import SLURMCluster
 
-        with dask.config.set(WORKER_CONFIG):
-            made = SLURMCluster(**slurm_options(threads, slurm or {}, blocks))
-        made.scale(n=workers)
-        log.info("submitted %d SLURM worker jobs:\n%s", workers, made.job_script())
-    else:
-        raise InputError(
-            f"cluster must be 'local', 'slurm', 'none' or a scheduler address, got {cluster!r}"
-        )
-    with made, Client(made) as client:
+            options = slurm_options(threads, slurm or {}, blocks)
+            shared = options.get("shared_temp_directory") or dask.config.get(
+                "jobqueue.slurm.shared-temp-directory"
+            )
+            parent = os.path.expandvars(os.path.expanduser(shared)) if shared else os.getcwd()
+            security = stack.enter_context(worker_credentials(parent))
+            options["scheduler_options"] = {
+                "dashboard_address": dashboard,
+                **options.get("scheduler_options", {}),
+            }
+            with dask.config.set(WORKER_CONFIG):
+                made = SLURMCluster(**options, security=security)
+            made.scale(n=workers)
+            log.info("submitted %d SLURM worker jobs:\n%s", workers, made.job_script())
+        else:
+            raise InputError(
+                f"cluster must be 'local', 'slurm', 'none' or a scheduler address, got {cluster!r}"
+            )
+        stack.enter_context(made)
+        client = stack.enter_context(Client(made, security=security))
+        log.info("Dask scheduler %s, dashboard %s", made.scheduler_address, client.dashboard_link)
         yield client
 
 

@@ -180,7 +180,9 @@ class CudaGraphs:
                 self.fn(static_in, *args)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: other threads' CUDA calls (pinned host buffers of blocks starting
+        # meanwhile) must not invalidate the capture
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_out = self.fn(static_in, *args)
         return graph, static_in, static_out
 

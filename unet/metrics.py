@@ -1,28 +1,26 @@
-"""The paper's evaluation: the ISBI 2012 EM segmentation challenge metrics, plus cell IoU.
+"""Scores of one segmentation (no threshold sweep): pixel disagreement, cell IoU, V_rand, V_info.
 
-Every function takes ``(prediction, truth)`` of equal shape, each a 2D ``(Y, X)`` image or a
-``(Z, Y, X)`` stack scored slice by slice:
+These describe the project's own post-processed segmentation; the ISBI 2012 challenge's
+scores (pixel, Rand and warping error with their threshold sweeps, V_rand / V_info after
+thinning) are :mod:`unet.isbi2012`.  Every function takes ``(prediction, truth)`` of equal
+shape, each a 2D ``(Y, X)`` image or a ``(Z, Y, X)`` stack scored slice by slice:
 
 * binary maps (ISBI: cell = 1/True/255, boundary = 0; any nonzero integer is cell),
 * float probability maps of *cell* in [0, 1] (cell where ``p > threshold``),
 * or integer instance images (0 = boundary/background), see :func:`unet.contingency.as_instances`.
 
 Binary maps become instances by 4-connected components per slice.  Stacks aggregate as the
-Fiji implementation used by the challenge does: pixel and warping errors count pixels over the
-whole stack (= the mean over equal slices), V_rand sums the per-slice pair counts before taking
-the F-score, V_info is the mean of the per-slice F-scores.
+Fiji implementation used by the challenge does: pixel counts over the whole stack, V_rand sums
+the per-slice pair counts before taking the F-score, V_info is the mean of the per-slice
+F-scores (:class:`unet.contingency.ContingencyTable`).
 
-Warping error (Jain et al. 2010, "Boundary learning by optimization with topological
-constraints"): the *truth* is warped toward the prediction, as in Fiji's ``WarpingError``
-("relax original labels to proposal"), by flipping mismatched pixels that are *simple* for
-4-connected cells and 8-connected boundaries; what cannot be flipped is a topological error
-(split, merge, hole, added or deleted object).  Outside the image counts as boundary.
+:func:`simple_point_table` is the 2D simple-point test (4-connected cells, 8-connected
+boundary) used by the challenge's warping error (:mod:`unet.warping`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,9 +28,6 @@ from scipy import ndimage
 
 from unet.contingency import CROSS, ContingencyTable, as_foreground, as_instances
 from unet.errors import InputError
-
-DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
-"""Thresholds swept by :func:`rand_error` for probability maps: 0.05, 0.10, ..., 0.95."""
 
 # neighbour k of a pixel is bit k of its 3x3 code
 _OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
@@ -45,10 +40,11 @@ def _pair(prediction: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
     return pred, true
 
 
-def pixel_error(prediction: Any, truth: Any, *, threshold: float = 0.5) -> float:
-    """Fraction of pixels whose binary (cell / boundary) value differs: ``1 - accuracy``.
+def pixel_disagreement(prediction: Any, truth: Any, *, threshold: float = 0.5) -> float:
+    """Fraction of pixels whose binary (cell / boundary) value differs at one threshold:
+    ``1 - accuracy`` (not the challenge's pixel error, see :mod:`unet.isbi2012`).
 
-    >>> pixel_error(np.array([[1, 0], [0, 0]]), np.array([[1, 1], [0, 0]]))
+    >>> pixel_disagreement(np.array([[1, 0], [0, 0]]), np.array([[1, 1], [0, 0]]))
     0.25
     """
     pred, true = _pair(prediction, truth)
@@ -87,29 +83,6 @@ def v_info(prediction: Any, truth: Any, *, threshold: float = 0.5) -> float:
     return _table(prediction, truth, threshold).v_info()
 
 
-def rand_error(prediction: Any, truth: Any, thresholds: Sequence[float] | None = None) -> float:
-    """``1 -`` the maximal foreground-restricted Rand F-score (the challenge's "Rand error").
-
-    A float ``prediction`` is a probability map: it is thresholded at each of ``thresholds``
-    (default :data:`DEFAULT_THRESHOLDS`) and the best score wins, as the challenge did.
-    Binary and instance predictions give ``1 - v_rand`` (``thresholds`` do not apply).
-    """
-    pred, true = _pair(prediction, truth)
-    sweep = DEFAULT_THRESHOLDS if thresholds is None else tuple(float(t) for t in thresholds)
-    if not sweep or not all(0.0 <= t < 1.0 for t in sweep):
-        raise InputError(f"thresholds must be a non-empty list in [0, 1), got {thresholds}")
-    if pred.dtype.kind != "f":
-        sweep = (0.5,)
-    true_labels = as_instances(true, name="truth")
-    best = max(
-        ContingencyTable.from_labels(
-            as_instances(pred, threshold=t, name="prediction"), true_labels
-        ).v_rand()
-        for t in sweep
-    )
-    return 1.0 - best
-
-
 @functools.cache
 def simple_point_table() -> np.ndarray:
     """Lookup table ``(256,) bool``: is a pixel with this 3x3 neighbour code simple?
@@ -133,55 +106,3 @@ def simple_point_table() -> np.ndarray:
         _, t8 = ndimage.label(boundary, np.ones((3, 3), bool))
         table[code] = t4 == 1 and t8 == 1
     return table
-
-
-def simple_point_warp(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Warp the binary ``source`` (Y, X) toward ``target`` by flipping simple pixels only.
-
-    Mismatched pixels are visited in 9 interleaved sub-grids (``y % 3, x % 3``): pixels of one
-    sub-grid lie outside each other's 3x3 neighbourhoods, so flipping all simple ones at once is
-    the same as flipping them one by one.  Sweeps repeat until one flips nothing.  The result
-    has the topology of ``source`` and differs from ``target`` only at topological errors.
-    """
-    if source.shape != target.shape or source.ndim != 2:
-        raise InputError(f"need two 2D masks of one shape, got {source.shape}, {target.shape}")
-    table = simple_point_table()
-    warped = np.pad(source.astype(bool), 1)  # the outside is boundary in both
-    goal = np.pad(target.astype(bool), 1).ravel()
-    flat = warped.ravel()  # a view: flips land in ``warped``
-    width = warped.shape[1]
-    offsets = np.array([dy * width + dx for dy, dx in _OFFSETS])
-    weights = 1 << np.arange(8)
-    while True:
-        mismatched = np.flatnonzero(flat != goal)  # never on the padding, so neighbours exist
-        rows, cols = np.divmod(mismatched, width)
-        phase = rows % 3 * 3 + cols % 3
-        flipped = 0
-        for p in range(9):
-            candidates = mismatched[phase == p]
-            codes = flat[candidates[:, None] + offsets] @ weights
-            simple = candidates[table[codes]]
-            flat[simple] = ~flat[simple]
-            flipped += simple.size
-        if flipped == 0:
-            return warped[1:-1, 1:-1]
-
-
-def warping_error(prediction: Any, truth: Any, *, threshold: float = 0.5) -> float:
-    """Topological errors per pixel after warping the truth onto the prediction (Jain 2010).
-
-    Both are binarised (cell vs boundary); per slice the truth is warped by
-    :func:`simple_point_warp` and the remaining mismatches are counted; the stack's error is
-    their sum over all pixels.  A boundary shifted by a pixel costs nothing; a cut through a
-    cell (split), a gap in a boundary (merge) or a hole costs at least one pixel.
-    """
-    pred, true = _pair(prediction, truth)
-    pred_fg = as_foreground(pred, threshold=threshold, name="prediction")
-    true_fg = as_foreground(true, threshold=threshold, name="truth")
-    stack = zip(
-        true_fg.reshape((-1,) + true_fg.shape[-2:]),
-        pred_fg.reshape((-1,) + pred_fg.shape[-2:]),
-        strict=True,
-    )
-    errors = sum(np.count_nonzero(simple_point_warp(t, p) != p) for t, p in stack)
-    return float(errors / pred_fg.size)

@@ -20,8 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from unet.errors import InputError
-from unet.geometry import center_crop
+try:  # in this package, a bad size or setting is the user's input error (one log line)
+    from unet.errors import InputError
+except ImportError:  # this file alone (a bioimage.io package's architecture): a ValueError
+    InputError = ValueError  # type: ignore[assignment,misc]
 
 
 def output_size(size: int, depth: int) -> int | None:
@@ -62,6 +64,27 @@ def nearest_valid_inputs(size: int, depth: int) -> tuple[int, int]:
     return below, below if below == size else below + step
 
 
+def center_crop(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Crop the spatial axes of ``x`` (N, C, *S) to those of ``like``, centred.
+
+    Written with tensor sizes only, so that ``torch.jit.script`` keeps it valid for every input
+    size (a trace would freeze the sizes it saw).  In a valid U-Net every difference is even.
+    """
+    for axis in range(2, x.dim()):
+        diff = x.size(axis) - like.size(axis)
+        if diff < 0 or diff % 2 != 0:
+            raise ValueError(
+                "cannot centre-crop "
+                + str(x.shape)
+                + " to "
+                + str(like.shape)
+                + ": each spatial axis must shrink by a non-negative even amount"
+                + " (is the input a valid size?)"
+            )
+        x = x.narrow(axis, diff // 2, like.size(axis))
+    return x
+
+
 class DoubleConv(nn.Module):
     """Two valid 3x3 convolutions, each followed by (BatchNorm and) ReLU."""
 
@@ -90,6 +113,14 @@ class Down(nn.Module):
         self.conv = DoubleConv(cin, cout, ndim, batch_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for axis in range(2, x.dim()):  # an odd length would be floored: not a valid input
+            if x.size(axis) % 2 != 0:
+                raise ValueError(
+                    "max-pool input "
+                    + str(x.shape)
+                    + " has an odd spatial size"
+                    + " (is the input a valid size? see UNet.output_shape)"
+                )
         return self.conv(self.pool(x))
 
 
@@ -104,7 +135,7 @@ class Up(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
-        return self.conv(torch.cat([center_crop(skip, x.shape[2:]), x], dim=1))
+        return self.conv(torch.cat([center_crop(skip, x), x], dim=1))
 
 
 class UNet(nn.Module):
@@ -119,6 +150,11 @@ class UNet(nn.Module):
     batch_norm : BatchNorm after every convolution (not in the paper).
     dropout : dropout probability at the end of the contracting path (0 disables it).
     """
+
+    # torch.jit.script compiles ``forward`` only; the shape helpers stay Python
+    __jit_unused_properties__ = ["factor", "context"]
+    __jit_ignored_attributes__ = ["arch"]
+    arch: dict[str, Any]
 
     def __init__(
         self,
@@ -142,7 +178,7 @@ class UNet(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {dropout}")
-        self.arch: dict[str, Any] = dict(
+        self.arch = dict(
             in_channels=in_channels,
             n_classes=n_classes,
             base_channels=base_channels,

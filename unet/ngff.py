@@ -81,6 +81,21 @@ def multiscales(
     }
 
 
+def label_image(
+    voxel_size: Sequence[float], levels: int = 1, name: str = "", source: str | None = None
+) -> dict[str, Any]:
+    """NGFF 0.5 ``ome`` attribute of a label image: :func:`multiscales` plus ``image-label``
+    (which viewers such as napari and neuroglancer read as "segmentation"); ``source``: the
+    relative path of the image it labels.
+
+    >>> label_image((1, 2, 2), source="../pred.zarr")["image-label"]
+    {'source': {'image': '../pred.zarr'}}
+    """
+    ome = multiscales(voxel_size, levels, name)
+    ome["image-label"] = {} if source is None else {"source": {"image": source}}
+    return ome
+
+
 def provenance(**extra: Any) -> dict[str, Any]:
     """Provenance attributes stored under ``attrs["unet"]`` of every volume we write."""
     return {
@@ -204,6 +219,7 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "labels": ("ingest", ("binary", "instances")),
     "weights": ("weights", ()),
     "prediction": ("predict", ()),
+    "segmentation": ("segment", ()),
 }
 _WRITERS = {
     "ingest": "unet ingest",

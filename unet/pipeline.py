@@ -24,13 +24,24 @@ from unet.evaluate import (
     write_report,
 )
 from unet.geometry import Box, Window
+from unet.instance_metrics import segmentation_scores
 from unet.label_stats import check_counts
 from unet.slices import parse_slices
 from unet.weight_volume import weight_volume
 
 log = logging.getLogger("unet.pipeline")
 
-SCORE_KEYS = ("pixel_error", "rand_error", "warping_error", "iou", "v_rand", "v_info")
+SCORE_KEYS = (
+    "rand_error",
+    "pixel_error",
+    "warping_error",
+    "v_rand_thinned",
+    "v_info_thinned",
+    "pixel_disagreement",
+    "iou",
+)
+"""Columns of :func:`scores_table`: the ISBI 2012 challenge's scores (:mod:`unet.isbi2012`),
+then the project's segmentation's pixel disagreement (1 - accuracy) and cell IoU."""
 
 
 @dataclass(frozen=True)
@@ -45,9 +56,15 @@ class WeightsConfig:
 
 
 def weights_stage(
-    labels_path: str | Path, out_path: str | Path, config: WeightsConfig, from_mask: bool = True
+    labels_path: str | Path,
+    out_path: str | Path,
+    config: WeightsConfig,
+    from_mask: bool = True,
+    count_slices: str | None = None,
 ) -> dict[str, Any]:
-    """Labels volume -> float32 weight-map volume of the same shape and chunks."""
+    """Labels volume -> float32 weight-map volume of the same shape and chunks; the balanced
+    class weights count the pixels of the slices ``count_slices`` only (the training slices,
+    e.g. ``"0-19"``; ``None``: all)."""
     labels = ngff.open_array(labels_path)
     ngff.check_role(labels_path, "labels")
     record = ngff.attributes(labels_path)
@@ -85,8 +102,12 @@ def weights_stage(
             ndim=config.ndim,
             from_mask=from_mask,
             block_shape=block,
+            count_slices=None
+            if count_slices is None
+            else parse_slices(count_slices, labels.shape[0], name="weights count_slices"),
         )
-        check_counts(str(labels_path), *info["counts"], mode)  # labels of another tool
+        background, foreground = info["counts"]
+        check_counts(str(labels_path), background, foreground, mode)  # labels of another tool
         log.info("weights %s: %s", out_path, info)
     return dict(info)
 
@@ -94,7 +115,7 @@ def weights_stage(
 def evaluate_stage(
     prediction_path: str | Path,
     labels_path: str | Path,
-    raw_path: str | Path,
+    raw_path: str | Path | None,
     out_json: str | Path,
     overlay_png: str | Path,
     report_html: str | Path,
@@ -102,15 +123,21 @@ def evaluate_stage(
     slices: str | None,
     dataset: str,
     curve_png: str | Path | None = None,
+    segmentation_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score the held-out ``slices`` of a prediction; write JSON, an overlay PNG and a report."""
+    """Score the held-out ``slices`` of a prediction; write JSON, an overlay PNG and a report.
+
+    ``segmentation_path``: the label image ``unet segment`` wrote from this prediction; its
+    instance scores (:mod:`unet.instance_metrics`) join the others as ``segment_<score>``.
+
+    ``raw_path``: the raw volume drawn under the overlay (None: the prediction itself)."""
     for path in (out_json, overlay_png, report_html):
         outputs.check_writable(path, inputs=(prediction_path, labels_path, raw_path))
     ngff.check_role(prediction_path, "prediction")
     ngff.check_role(labels_path, "labels")
     prob = ngff.open_array(prediction_path)
     truth: Any = ngff.open_array(labels_path)
-    raw: Any = ngff.open_array(raw_path)
+    raw: Any = ngff.open_array(raw_path) if raw_path is not None else None
     z = parse_slices(slices or "all", truth.shape[0], name=f"{dataset} eval_slices")
     z0, z1 = ngff.attributes(prediction_path).get("z_range") or (0, truth.shape[0])
     if tuple(prob.shape) != (z1 - z0, *truth.shape[1:]):
@@ -125,9 +152,21 @@ def evaluate_stage(
         )
     if (z0, z1) != (0, truth.shape[0]):  # score the predicted sub-stack against its labels
         window = Box((z0, 0, 0), tuple(prob.shape))
-        truth, raw = Window(truth, window), Window(raw, window)
+        truth = Window(truth, window)
+        raw = Window(raw, window) if raw is not None else None
         z = [i - z0 for i in z]
+    if raw is None:  # the prediction's own z range
+        raw = prob
     scores = evaluate(prob, truth, replace(config, slices=tuple(z)))
+    if segmentation_path is not None:
+        ngff.check_role(segmentation_path, "segmentation")
+        seg = ngff.open_array(segmentation_path)
+        if tuple(seg.shape) != tuple(prob.shape):
+            raise InputError(
+                f"{segmentation_path}: shape {tuple(seg.shape)} differs from the prediction "
+                f"{prediction_path} ({tuple(prob.shape)})"
+            )
+        scores.update(segmentation_scores(seg, truth, z))
     scores["dataset"] = dataset
     scores["slices"] = slices or "all"
     for path in (out_json, overlay_png, report_html):
@@ -145,19 +184,37 @@ def evaluate_stage(
 
 
 def scores_table(json_paths: Sequence[str | Path]) -> str:
-    """A Markdown table of the scores of several datasets, with the paper's figures."""
+    """A Markdown table of the scores of several datasets, with the paper's figures and a note
+    that says what they are: the challenge's scores show their best threshold (``@ t``)."""
     rows = [json.loads(Path(p).read_text()) for p in json_paths]
     head = "| dataset | slices | " + " | ".join(SCORE_KEYS) + " |"
     lines = [head, "|" + "---|" * (len(SCORE_KEYS) + 2)]
     for r in rows:
-        cells = [_fmt(r.get(k)) for k in SCORE_KEYS]
+        cells = [_fmt(r.get(k), r.get(_THRESHOLD_OF.get(k, ""))) for k in SCORE_KEYS]
         lines.append(f"| {r['dataset']} | {r.get('slices')} | " + " | ".join(cells) + " |")
     paper = [_fmt(PAPER_ISBI2012.get(k)) for k in SCORE_KEYS]
     lines.append("| paper (ISBI 2012 test set) | 0-29 | " + " | ".join(paper) + " |")
-    return "\n".join(lines) + "\n"
+    note = (
+        "\nISBI 2012 challenge definitions (unet.isbi2012: Fiji's PixelError, RandError, "
+        "WarpingError; V_rand / V_info after border thinning), best threshold after @. The paper's "
+        "figures are on the challenge's test slices, whose labels are private; ours are on "
+        "held-out training slices. pixel_disagreement (1 - accuracy) and iou are of this "
+        "project's segmentation at its threshold."
+    )
+    return "\n".join(lines) + "\n" + note + "\n"
 
 
-def _fmt(value: Any) -> str:
+_THRESHOLD_OF = {
+    "rand_error": "rand_threshold",
+    "pixel_error": "pixel_threshold",
+    "warping_error": "warping_threshold",
+    "v_rand_thinned": "v_rand_thinned_threshold",
+    "v_info_thinned": "v_info_thinned_threshold",
+}
+
+
+def _fmt(value: Any, threshold: Any = None) -> str:
     if value is None:
         return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text if threshold is None else f"{text} @{threshold:.1f}"

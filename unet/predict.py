@@ -221,7 +221,7 @@ def _run(
     )
     progress = executors.Progress(len(todo), config.progress_seconds)
     failed: list[int] = []
-    first: tuple[str, BaseException] | None = None
+    first: str | None = None  # what the first failure was
     for outcome in executors.map_bounded(
         client,
         engine.predict_block,
@@ -235,7 +235,7 @@ def _run(
         index, error = outcome.item.index, outcome.error
         failed.append(index)
         what = blockstate.mark_failed(markers, index, layout.block(index), error)
-        first = first or (what, error)
+        first = first or what
         log.error("%s", what, exc_info=None if isinstance(error, OSError) else error)
     progress.report()
     seconds = time.perf_counter() - progress.start
@@ -249,12 +249,12 @@ def _run(
         "mvox_per_s": progress.voxels / max(seconds, 1e-9) / 1e6,
     }
     if first is not None:
-        message = (
-            f"{len(failed)} block(s) failed (first: {failed[:10]}); "
+        raise BlockError(
+            f"{partial}: {len(failed)} block(s) failed (first: {failed[:10]}); "
             f"{len(todo) - progress.blocks - len(failed)} not started; rerun to resume. "
-            f"First failure: {first[0]}"
+            f"First failure: {first}",
+            failed,
         )
-        raise blockstate.failure_error(partial, message, failed, first[1])
     return summary
 
 

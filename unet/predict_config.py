@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import torch
 
 from unet.errors import InputError
-from unet.executors import is_address
+from unet.executors import LOCAL_DASHBOARD, is_address
 from unet.geometry import Coord, as_coord, check_multiple
 from unet.inference import Precision
 from unet.ngff import compressor
@@ -34,13 +35,19 @@ class PredictConfig:
     tiles_per_batch : tiles stacked into one forward pass.
     device : ``auto`` (cuda if available), ``cpu``, ``cuda`` (one GPU per worker) or ``cuda:N``.
     precision : ``fp32``, or autocast ``bf16`` / ``fp16``.
-    channels_last, compile : channels-last memory format; ``torch.compile`` the net.
+    channels_last, compile : channels-last memory format (faster on GPUs and, with torch >=
+        2.13's oneDNN, 2x on CPUs: bench/predict.py); ``torch.compile`` the net.
+    cuda_graphs : on CUDA, capture each batch's whole forward pass (normalisation, net,
+        softmax, quantisation) as one CUDA graph per batch shape and replay it; ignored on CPUs.
     output_dtype : ``uint8`` (round(p * 255)), ``float16`` or ``float32``.
     compression : Blosc ``"<codec>:<level>"`` of the output or ``"none"``
         (:func:`unet.ngff.compressor`); ``zstd:1`` writes 2.6-3.7x faster than ``zstd:5`` for
         ~4% more bytes, which matters at GPU speed.  A resumed output keeps its first codec.
     cluster : ``local`` (LocalCluster), ``slurm`` (dask-jobqueue), ``none`` (this process) or a
-        scheduler address ``tcp://host:port``.
+        scheduler address ``tls://host:port``.  Clusters started here take only clients and
+        workers with their run's temporary TLS credentials (docs/cluster.md).
+    dashboard_address : ``host:port`` of the Dask dashboard of a cluster started here; the
+        default ``127.0.0.1:0`` (a free port on localhost) keeps it off the network.
     workers : Dask workers (local) or SLURM jobs; one per GPU.
     concurrent_blocks : blocks one worker runs at once (Dask threads per worker, or threads here
         with ``cluster="none"``).  2 overlaps one block's reads and writes with another's forward
@@ -53,6 +60,9 @@ class PredictConfig:
     io_threads, prefetch : reader and writer threads per worker; batches read ahead of the net.
     pyramid_levels : OME-Zarr levels including level 0 (each halves y and x).
     resume : reuse finished blocks of an interrupted run with the same layout.
+    normalize : ``auto``: grey values scaled by their dtype's maximum, and a volume of another
+        dtype family than the model's training data is refused (:mod:`unet.intensity`);
+        ``dtype``: the same scaling, accepted for any dtype (the user's explicit choice).
     overwrite : replace an existing final output.
     max_failures : stop submitting after this many failed blocks (the run then raises).
     progress_seconds : interval of progress log lines.
@@ -65,11 +75,13 @@ class PredictConfig:
     tiles_per_batch: int = 1
     device: str = "auto"
     precision: Precision = "fp32"
-    channels_last: bool = False
+    channels_last: bool = True
     compile: bool = False
+    cuda_graphs: bool = False
     output_dtype: str = "uint8"
     compression: str = "zstd:1"
     cluster: str = "local"
+    dashboard_address: str = LOCAL_DASHBOARD
     workers: int = 1
     concurrent_blocks: int = 1
     threads: int = 1
@@ -80,6 +92,7 @@ class PredictConfig:
     prefetch: int = 1
     pyramid_levels: int = 1
     resume: bool = True
+    normalize: str = "auto"
     overwrite: bool = False
     max_failures: int = 1
     progress_seconds: float = 30.0
@@ -96,6 +109,8 @@ class PredictConfig:
         check_multiple(
             self.block_shape, self.tile_shape or self.block_shape, "block_shape", "tile_shape"
         )
+        if self.normalize not in ("auto", "dtype"):
+            raise InputError(f"normalize must be auto or dtype, got {self.normalize!r}")
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.output_dtype not in OUTPUT_DTYPES:
@@ -113,10 +128,15 @@ class PredictConfig:
         if self.cluster not in ("local", "slurm", "none") and not is_address(self.cluster):
             raise InputError(
                 "cluster must be 'local', 'slurm', 'none' or a scheduler address "
-                f"(tcp://host:port), got {self.cluster!r}"
+                f"(tls://host:port), got {self.cluster!r}"
             )
         if self.slurm and self.cluster != "slurm":
             raise InputError(f"slurm options given but cluster is {self.cluster!r}")
+        if not re.fullmatch(r"[^:]*:[0-9]+", self.dashboard_address):
+            raise InputError(
+                "dashboard_address must be host:port (127.0.0.1:8787; :8787 = every interface), "
+                f"got {self.dashboard_address!r}"
+            )
         for name in (
             "tiles_per_batch",
             "workers",

@@ -47,13 +47,25 @@ def downsample(data: np.ndarray) -> np.ndarray:
     return mean.astype(data.dtype)
 
 
+def subsample(data: np.ndarray) -> np.ndarray:
+    """``(z, y, x)`` -> ``(z, ceil(y / 2), ceil(x / 2))``: the first voxel of each 2 x 2 block
+    (nearest; for label images, whose ids must not be averaged).
+
+    >>> subsample(np.array([[[1, 2, 3], [4, 5, 6]]], dtype=np.uint32)).tolist()
+    [[[1, 3]]]
+    """
+    return data[:, ::2, ::2]
+
+
 @dataclass(frozen=True)
 class PyramidJob:
-    """Compute box ``box`` of level ``level`` of the volume at ``path`` from level - 1."""
+    """Compute box ``box`` of level ``level`` of the volume at ``path`` from level - 1
+    (``method``: ``mean`` or ``nearest``)."""
 
     path: str
     level: int
     box: Box
+    method: str = "mean"
 
 
 def downsample_block(job: PyramidJob) -> int:
@@ -65,7 +77,8 @@ def downsample_block(job: PyramidJob) -> int:
         (b.offset[0], 2 * b.offset[1], 2 * b.offset[2]),
         (b.shape[0], 2 * b.shape[1], 2 * b.shape[2]),
     ).intersect(Box.from_shape(src.shape))
-    dst[b.to_slices()] = downsample(np.asarray(src[src_box.to_slices()]))
+    reduce = subsample if job.method == "nearest" else downsample
+    dst[b.to_slices()] = reduce(np.asarray(src[src_box.to_slices()]))
     return b.size
 
 
@@ -75,12 +88,16 @@ def build(
     block_shape: Sequence[int],
     client: Any = None,
     max_in_flight: int = 4,
+    method: str = "mean",
 ) -> None:
     """(Re)create levels ``1 .. levels - 1`` of the volume at ``path`` blockwise.
 
     ``block_shape`` must be a multiple of level 0's chunks (each level keeps those chunks), so
     blocks never share a chunk.  ``client``: a Dask client, or ``None`` to run here.
+    ``method``: ``mean`` (images) or ``nearest`` (labels, :func:`subsample`).
     """
+    if method not in ("mean", "nearest"):
+        raise InputError(f"pyramid method must be 'mean' or 'nearest', got {method!r}")
     if levels < 1:
         raise InputError(f"pyramid levels must be >= 1 (level 0 included), got {levels}")
     group = zarr.open_group(str(path), mode="r+")
@@ -100,7 +117,9 @@ def build(
             fill_value=0,
             dimension_names=ngff.AXES,
         )
-        jobs = (PyramidJob(str(path), level, box) for box in blocks(shape, block_shape))
+        jobs = (
+            PyramidJob(str(path), level, box, method) for box in blocks(shape, block_shape)
+        )
         for outcome in map_bounded(client, downsample_block, jobs, max_in_flight):
             if outcome.error is not None:
                 raise RuntimeError(

@@ -36,6 +36,7 @@ from unet.errors import InputError
 from unet.geometry import Box, Window, read_mirrored
 from unet.normalize import to_unit
 from unet.train_state import ignore_signals
+from unet.weights import separate
 
 Source = str | PathLike[str] | Any
 """A volume: a path to an OME-Zarr volume / Zarr array, or an opened (z, y, x) array."""
@@ -88,11 +89,16 @@ class PatchDataset(Dataset[Sample]):
     Parameters
     ----------
     raw, labels, weights : (z, y, x) volumes of one shape (paths are opened lazily, once per
-        process).  Classes are ``labels > 0``.
+        process).  Classes are ``labels > 0`` less the separation border between touching
+        instances (:func:`unet.weights.separation_border`).
     input_shape, output_shape : the net's spatial input / output shape, ``ndim`` entries.
     slices : z indices to sample from.
     seed : base seed; sample ``i`` uses ``np.random.default_rng([seed, i])``.
     augment_config : augmentation, or ``None`` for none.
+    separation : width of the separation border made background between touching instances
+        (1, the default, is the least that keeps them apart; 0: none).  A binary mask has one
+        id and no border.  The weight map should be made with the same width
+        (:func:`unet.weights.weight_map` ``separation``) so that the border term weights it.
 
     ``dataset[i]`` is ``(image (1, *I) float32, classes (*I) int64, weights (*I) float32)``.
     """
@@ -107,6 +113,7 @@ class PatchDataset(Dataset[Sample]):
         slices: Sequence[int],
         seed: int,
         augment_config: AugmentConfig | None,
+        separation: int = 1,
     ) -> None:
         self.sources = (raw, labels, weights)
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -115,6 +122,9 @@ class PatchDataset(Dataset[Sample]):
         self.slices = tuple(int(z) for z in slices)
         self.seed = int(seed)
         self.augment_config = augment_config
+        if separation < 0:
+            raise InputError(f"separation must be >= 0, got {separation}")
+        self.separation = int(separation)
         self._arrays: tuple[Any, Any, Any] | None = None
         self.shape = tuple(self.arrays[0].shape)
         if self.ndim not in (2, 3) or len(self.output_shape) != self.ndim:
@@ -173,7 +183,9 @@ class PatchDataset(Dataset[Sample]):
             for a in self.arrays
         )
         image = to_unit(raw)
-        classes = (labels > 0).astype(np.uint8)
+        # the input box reaches context / 2 >= separation beyond the output box, so the border
+        # is exact wherever the loss looks
+        classes = (separate(labels, self.separation) > 0).astype(np.uint8)
         weights = weights.astype(np.float32, copy=False)
         if self.augment_config is not None:
             image, classes, weights = augment(image, classes, weights, rng, self.augment_config)

@@ -12,7 +12,9 @@ Mirroring (as for the network's input) would invent cells beyond the border, so 
 clipped instead.  The border term of a pixel depends only on the cells within ``R`` of it
 (:mod:`unet.weights` truncates it beyond ``R``), all of which lie inside the window: the blocks
 reproduce :func:`unet.weights.weight_map` on the whole volume.  Class weights come from global
-pixel counts (a first pass over all blocks), so the chunking does not change them either.
+pixel counts (a first pass over all blocks), so the chunking does not change them either; with
+``count_slices`` only those z slices are counted (the training slices: a class balance counted
+on validation or test slices would let them shape the training).
 
 Known limit: with ``from_mask=True`` cells are connected components *inside the window*; a cell
 that leaves the window and comes back in (only possible for a cell longer than the halo) is seen
@@ -51,6 +53,7 @@ def weight_volume(
     from_mask: bool = True,
     block_shape: Sequence[int] | None = None,
     sampling: float | Sequence[float] | None = None,
+    count_slices: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Write the weight map of ``labels`` into ``out``, one Dask task per write block.
 
@@ -64,10 +67,12 @@ def weight_volume(
     ndim : 2 for cells per (y, x) slice (halo 0 along z), 3 for 3D cells.
     from_mask : compute instances with :func:`unet.weights.instances_from_mask` on each window.
     block_shape : write-block shape, a multiple of ``out``'s chunks (default: the chunks).
+    count_slices : z indices whose pixels the ``"balanced"`` class weights count (default: all).
 
     Returns
     -------
-    Provenance: ``w0``, ``sigma``, ``class_weights`` used, ``counts`` (background, cell pixels),
+    Provenance: ``w0``, ``sigma``, ``class_weights`` used, ``counts`` (background, cell pixels
+    of the counted slices), ``count_slices`` (``None``: all),
     ``halo``, ``cutoff``, ``ndim``, ``from_mask`` and ``block_shape``.
 
     The blocks run under the active Dask scheduler (threads by default, a
@@ -87,13 +92,20 @@ def weight_volume(
     if not from_mask and not np.issubdtype(np.dtype(labels.dtype), np.integer):
         raise InputTypeError(f"labels must be integer instance labels, got dtype {labels.dtype}")
     halo = (0,) * (len(shape) - ndim) + reach(sigma, ndim, sampling)
+    counted_z = None if count_slices is None else sorted({int(z) for z in count_slices})
+    if counted_z is not None and not (
+        len(shape) == 3 and counted_z and 0 <= counted_z[0] <= counted_z[-1] < shape[0]
+    ):
+        raise InputError(
+            f"count_slices must be a non-empty subset of range({shape[0]}), got {count_slices}"
+        )
 
     # named once (not hashed per task); unique, so that concurrent calls never share keys
     run = uuid.uuid4().hex
     source = dask.delayed(labels, name=f"weight-volume-labels-{run}")
     target = dask.delayed(out, name=f"weight-volume-out-{run}")
     grid = list(blocks(shape, block))
-    counted = dask.compute(*(dask.delayed(_count)(source, b, from_mask) for b in grid))
+    counted = dask.compute(*(dask.delayed(_count)(source, b, from_mask, counted_z) for b in grid))
     counts = (sum(c[0] for c in counted), sum(c[1] for c in counted))
     if from_mask:
         values = sorted(set().union(*(c[2] for c in counted)))
@@ -115,6 +127,7 @@ def weight_volume(
         "sigma": float(sigma),
         "class_weights": list(used),
         "counts": [int(n) for n in counts],
+        "count_slices": counted_z,
         "halo": list(halo),
         "cutoff": cutoff(sigma),
         "ndim": ndim,
@@ -123,11 +136,17 @@ def weight_volume(
     }
 
 
-def _count(labels: Any, box: Box, from_mask: bool) -> tuple[int, int, set[Any]]:
-    """Background and cell pixel counts of one block, and its values for a mask."""
+def _count(
+    labels: Any, box: Box, from_mask: bool, count_slices: Sequence[int] | None
+) -> tuple[int, int, set[Any]]:
+    """Background and cell pixel counts of one block (of its slices in ``count_slices``,
+    where given), and the values of the whole block for a mask."""
     data = np.asarray(labels[box.to_slices()])
-    background = int(np.count_nonzero(data == 0))
     values = set(np.unique(data).tolist()) if from_mask else set()
+    if count_slices is not None:
+        z0 = box.begin[0]
+        data = data[[z - z0 for z in count_slices if z0 <= z < box.end[0]]]
+    background = int(np.count_nonzero(data == 0))
     return background, data.size - background, values
 
 

@@ -113,3 +113,49 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
 def workdir(tmp_path: Path) -> Path:
     write_config(tmp_path)
     return tmp_path
+
+
+SHEET_HEADER = ["name", "raw", "labels", "train_slices", "eval_slices", "predict_slices", "model"]
+
+
+def write_sheet_run(folder: Path, overrides: dict[str, dict[str, Any]]) -> Path:
+    """Three datasets from a sample sheet: ``a`` and ``b`` train (each with its ``overrides``),
+    ``c`` has no labels and is predicted by ``a``'s model.  Returns the config file."""
+    rows = []
+    for name in ("a", "b", "c"):
+        raw, labels = write_tiny_dataset(folder / "data" / name)
+        if name == "c":
+            rows.append([name, str(raw), "", "", "", "all", "a"])
+        else:
+            rows.append([name, str(raw), str(labels), "0-2", "3", "2-3", ""])
+    write_sheet(folder, rows, overrides)
+    config = {
+        "sheet": str(folder / "datasets.tsv"),
+        "results": str(folder / "results"),
+        "work": str(folder / "work"),
+        **{k: dict(v) for k, v in TINY_CONFIG.items()},
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def write_sheet(folder: Path, rows: list[list[str]], overrides: dict[str, dict[str, Any]]) -> None:
+    """``folder/datasets.tsv`` with an ``overrides`` column (flow-style YAML) after ``rows``."""
+    lines = ["\t".join([*SHEET_HEADER, "overrides"])]
+    for row in rows:
+        over = overrides.get(row[0])
+        cell = yaml.safe_dump(over, default_flow_style=True).strip() if over else ""
+        lines.append("\t".join([*row, cell]))
+    (folder / "datasets.tsv").write_text("\n".join(lines) + "\n")
+
+
+def set_overrides(folder: Path, name: str, overrides: dict[str, Any]) -> None:
+    """Rewrite dataset ``name``'s ``overrides`` cell of ``folder/datasets.tsv``."""
+    lines = (folder / "datasets.tsv").read_text().splitlines()
+    for i, line in enumerate(lines):
+        cells = line.split("\t")
+        if cells[0] == name:
+            cells[-1] = yaml.safe_dump(overrides, default_flow_style=True).strip()
+            lines[i] = "\t".join(cells)
+    (folder / "datasets.tsv").write_text("\n".join(lines) + "\n")

@@ -260,7 +260,8 @@ def test_predict_with_dask_jobqueue_workers_as_slurm_jobs(
 ) -> None:
     """``predict.cluster: slurm``: dask-jobqueue submits the Dask workers as SLURM jobs; the only
     workers there are, so the run can finish only if those jobs computed the blocks.  The output
-    equals an in-process run's, and sacct shows the worker jobs under the given account."""
+    equals an in-process run's, and sacct shows the worker jobs under the given account.  The
+    workers talked TLS with the run's temporary credentials, whose files are gone afterwards."""
     import numpy as np
     import torch
 
@@ -287,12 +288,19 @@ def test_predict_with_dask_jobqueue_workers_as_slurm_jobs(
         "walltime": "00:10:00",
         "job_name": job_name,
         "log_directory": str(tmp_path / "dask-logs"),
+        "shared_temp_directory": str(tmp_path / "shared"),  # where the worker jobs read the key
     }
+    (tmp_path / "shared").mkdir()
     cfg = PredictConfig(cluster="slurm", workers=2, slurm=slurm, **common)  # type: ignore[arg-type]
     started = time.monotonic()
     summary = predict_volume(tmp_path / "m.pt", tmp_path / "raw.zarr", tmp_path / "s.zarr", cfg)
     print(f"prediction through 2 dask-jobqueue SLURM workers in {time.monotonic() - started:.1f} s")
     assert summary["computed"] == summary["total_blocks"] == 3 * 3 * 2
+    assert list((tmp_path / "shared").iterdir()) == []  # the credentials' folder is removed
+    worker_logs = "".join(p.read_text() for p in (tmp_path / "dask-logs").iterdir())
+    for line in ("Start worker at: +", "Registered to: +"):  # (a late job may not get there)
+        assert re.search(line + "tls://", worker_logs), worker_logs[-3000:]
+        assert not re.search(line + "tcp://", worker_logs), worker_logs[-3000:]
     here = PredictConfig(cluster="none", **common)  # type: ignore[arg-type]
     predict_volume(tmp_path / "m.pt", tmp_path / "raw.zarr", tmp_path / "h.zarr", here)
     np.testing.assert_array_equal(

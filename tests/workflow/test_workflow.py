@@ -42,10 +42,11 @@ def test_dry_run_lists_every_stage(workdir: Path) -> None:
         "weights": 1,
         "train": 1,
         "predict": 1,
+        "segment": 1,
         "evaluate": 1,
         "scores": 1,
         "all": 1,
-        "total": 8,
+        "total": 9,
     }
 
 
@@ -87,7 +88,7 @@ def test_missing_raw_file_is_named(workdir: Path) -> None:
     result = snakemake(workdir, "-n")
     assert result.returncode != 0
     out = result.stdout + result.stderr
-    assert "raw.tif" in out and "Missing input files" in out
+    assert f"config: datasets.tiny.raw: {workdir}/data/raw.tif: no such file" in out
 
 
 @pytest.mark.slow
@@ -112,7 +113,14 @@ def test_full_run_then_forcerun_predict(workdir: Path) -> None:
     }
     rerun = snakemake(workdir, "--cores", "2", "--forcerun", "predict")
     assert rerun.returncode == 0, rerun.stderr[-4000:]
-    assert _jobs(rerun.stderr) == {"predict": 1, "evaluate": 1, "scores": 1, "all": 1, "total": 4}
+    assert _jobs(rerun.stderr) == {
+        "predict": 1,
+        "segment": 1,
+        "evaluate": 1,
+        "scores": 1,
+        "all": 1,
+        "total": 5,
+    }
     for path, mtime in before.items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten"
     assert json.loads((res / "evaluation.json").read_text())["pixel_error"] == scores["pixel_error"]
@@ -196,18 +204,45 @@ def test_sharded_prediction_equals_single_job(tmp_path: Path) -> None:
     assert len(list((sharded / "work" / "tiny" / "predict").glob("shard-*.json"))) == 3
 
 
-@pytest.mark.slow
-def test_volume_smaller_than_context_fails_in_train(tmp_path: Path) -> None:
+def test_what_follows_from_the_input_shapes_fails_the_dry_run(tmp_path: Path) -> None:
+    """Issue 14: a volume smaller than the net's context, an output tile the net cannot produce,
+    a block off the 2^depth grid and eval slices outside the volume stop `snakemake -n` before
+    any job, in one line naming the dataset, the key and the value."""
     from tests.workflow.conftest import write_tiny_dataset
+
+    cases = [
+        (
+            {"overrides": {"train": {"output_tile": [47, 47]}}},
+            "config: datasets.tiny.overrides."
+            "train.output_tile: output 47x47 is not reachable: valid outputs are 48 - 4 * k",
+        ),
+        (
+            {"overrides": {"predict": {"block_shape": [1, 42, 42], "chunks": [1, 42, 42]}}},
+            "config: datasets.tiny.overrides.predict.block_shape: block shape (1, 42, 42) must "
+            "be a multiple of the net's down-sampling factor (1, 4, 4)",
+        ),
+        (
+            {"eval_slices": "7"},
+            "config: datasets.tiny.eval_slices: slice 7 in '7' is outside the volume of 4 slices",
+        ),
+    ]
+    for change, message in cases:
+        write_config(tmp_path)
+        cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+        cfg["datasets"]["tiny"].update(change)
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+        result = snakemake(tmp_path, "-n")
+        assert result.returncode != 0 and message in result.stdout + result.stderr, change
 
     write_config(tmp_path)
     write_tiny_dataset(tmp_path / "data", shape=(4, 30, 30))  # context of depth 2 is 40
     cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
     cfg["weights"]["block"] = cfg["ingest"]["chunks"] = [1, 30, 30]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    result = snakemake(tmp_path, "--cores", "1")
+    result = snakemake(tmp_path, "-n")
     assert result.returncode != 0
-    log = (tmp_path / "logs" / "train" / "tiny.log").read_text()
-    assert "raw.zarr" in log and "smaller than the network context 40" in log
-    assert "Traceback" not in log
-    assert not (tmp_path / "results" / "tiny" / "model" / "model.pt").exists()
+    assert (
+        f"config: datasets.tiny.raw {tmp_path}/data/raw.tif of shape (4, 30, 30) is smaller "
+        "than the network context 40 along axis y"
+    ) in result.stdout + result.stderr
+    assert not (tmp_path / "work").exists() and not (tmp_path / "logs").exists()

@@ -1,38 +1,35 @@
-# Config validation and the few input functions the rules share.
+# Config validation, each dataset's effective settings (unet.workflow_config: the sample sheet
+# and per-dataset overrides) and the few input functions the rules share.
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+from snakemake_interface_executor_plugins.settings import ExecMode
 
-from unet.slices import parse_slices
+from unet import workflow_config
+from unet.errors import InputError
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+SCHEMAS = Path(workflow.basedir) / "schemas"
 RESULTS = config["results"]
 WORK = config["work"]
-DATASETS = config["datasets"]
 
 
-def _check_datasets():
-    """Fail before any job starts if datasets reference missing labels or models."""
-    for name, ds in DATASETS.items():
-        for key in ("train_slices", "eval_slices"):
-            if ds[key] is not None and ds["labels"] is None:
-                raise ValueError(
-                    f"config: datasets.{name}.{key} is set but the dataset has no labels"
-                )
-        if ds["model"] is not None and ds["model"] not in DATASETS:
-            raise ValueError(
-                f"config: datasets.{name}.model names unknown dataset {ds['model']!r}"
-            )
-        if model_of(name) not in trained():
-            raise ValueError(
-                f"config: dataset {model_of(name)!r} (model of {name!r}) has no train_slices"
-            )
-        if "," in (ds["predict_slices"] or "all"):
-            raise ValueError(
-                f"config: datasets.{name}.predict_slices must be 'all' or one range, "
-                f"got {ds['predict_slices']!r}"
-            )
+def _resolve():
+    """Every dataset (config and sheet) with its overrides merged over the global sections."""
+    try:
+        return workflow_config.resolve(
+            config,
+            workflow_config.load_schema(SCHEMAS / "config.schema.yaml"),
+            workflow_config.load_schema(SCHEMAS / "datasets.schema.yaml"),
+        )
+    except InputError as err:
+        raise WorkflowError(str(err)) from None
+
+
+RUN = _resolve()
+DATASETS = {name: ds.dataset for name, ds in RUN.items()}
 
 
 def trained():
@@ -44,30 +41,92 @@ def evaluated():
 
 
 def model_of(name):
-    return DATASETS[name]["model"] or name
+    return workflow_config.model_of(RUN, name)
+
+
+def val_slices(name):
+    """The validation slices whose pixel error training records for dataset `name`: its
+    val_slices, else (not kept apart from the test) its eval_slices."""
+    ds = DATASETS[name]
+    return ds["val_slices"] if ds["val_slices"] is not None else ds["eval_slices"]
+
+
+def setting(path):
+    """Input function: the dataset's effective setting at `path` ("train", "ingest/chunks")."""
+    section, *keys = path.split("/")
+
+    def get(wildcards):
+        value = RUN[wildcards.dataset].sections[section]
+        for key in keys:
+            value = value[key]
+        return value
+
+    return get
 
 
 def res(rule_name):
-    """Portable resources of a rule, from config['resources']."""
+    """Portable resources of a rule, from the global config['resources']."""
     return config["resources"][rule_name]
+
+
+def dataset_res(rule_name, **fixed):
+    """Per-dataset resources of a rule (overrides.resources), `fixed` ones replacing them."""
+    keys = res(rule_name)
+    return {
+        key: (lambda w, key=key: RUN[w.dataset].sections["resources"][rule_name][key])
+        for key in keys
+    } | fixed
+
+
+def dataset_threads(rule_name):
+    return lambda w: RUN[w.dataset].sections["resources"][rule_name]["cpus_per_task"]
+
+
+def predict_gpus(w):
+    """With predict.cluster: slurm the predict job only hosts the Dask scheduler: no GPU."""
+    predict = RUN[w.dataset].sections["predict"]
+    gpus = RUN[w.dataset].sections["resources"]["predict"]["gpu"]
+    return 0 if predict["cluster"] == "slurm" else gpus
 
 
 def predict_inputs(w):
     return {
-        "model": f"{RESULTS}/{model_of(w.dataset)}/model/model.pt",
+        # a shipped model (model: isbi2012) or a model file / bioimage.io package, else trained
+        "model": workflow_config.external_model(RUN, w.dataset)
+        or f"{RESULTS}/{model_of(w.dataset)}/model/model.pt",
         "raw": f"{WORK}/{w.dataset}/raw.zarr",
     }
 
 
+def dataset_outputs(name):
+    """The final outputs of one dataset: its model, prediction, segmentation and evaluation
+    report."""
+    out = [f"{RESULTS}/{name}/prediction.zarr", f"{RESULTS}/{name}/segmentation.zarr"]
+    if name in trained():
+        out.append(f"{RESULTS}/{name}/model/model.pt")
+    if name in evaluated():
+        out.append(f"{RESULTS}/{name}/report.html")
+    return out
+
+
 def final_outputs():
     out = [f"{RESULTS}/{n}/prediction.zarr" for n in DATASETS]
+    out += [f"{RESULTS}/{n}/segmentation.zarr" for n in DATASETS]
     out += [f"{RESULTS}/{n}/report.html" for n in evaluated()]
     if evaluated():
         out.append(f"{RESULTS}/scores.md")
     return out
 
 
-_check_datasets()
+# What follows from the config and the input shapes is checked before the first job, in the
+# main process only (jobs parse this file again).
+if workflow.exec_mode == ExecMode.DEFAULT:
+    from unet.preflight import check_run
+
+    try:
+        check_run(RUN, val_slices)
+    except InputError as err:
+        raise WorkflowError(f"{err}\nNothing was run.") from None
 
 
 wildcard_constraints:

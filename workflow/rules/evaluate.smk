@@ -4,6 +4,7 @@
 rule evaluate:
     input:
         prediction=f"{RESULTS}/{{dataset}}/prediction.zarr",
+        segmentation=f"{RESULTS}/{{dataset}}/segmentation.zarr",
         labels=f"{WORK}/{{dataset}}/labels.zarr",
         raw=f"{WORK}/{{dataset}}/raw.zarr",
         curve=lambda w: f"{RESULTS}/{model_of(w.dataset)}/model/curve.png",
@@ -19,11 +20,11 @@ rule evaluate:
         "logs/evaluate/{dataset}.log",
     conda:
         "../../environment.yml"
-    threads: res("evaluate")["cpus_per_task"]
+    threads: dataset_threads("evaluate")
     resources:
-        **res("evaluate"),
+        **dataset_res("evaluate"),
     params:
-        evaluate=lookup(dpath="evaluate", within=config),
+        evaluate=setting("evaluate"),
         slices=lambda w: DATASETS[w.dataset]["eval_slices"],
     script:
         "../../scripts/evaluate.py"

@@ -10,14 +10,16 @@ rule ingest_raw:
         "logs/ingest_raw/{dataset}.log",
     conda:
         "../../environment.yml"
-    threads: res("ingest")["cpus_per_task"]
+    threads: dataset_threads("ingest")
     resources:
-        **res("ingest"),
+        **dataset_res("ingest"),
     params:
         kind="raw",
         voxel_size=lambda w: DATASETS[w.dataset]["voxel_size"],
-        chunks=lookup(dpath="ingest/chunks", within=config),
-        shards=lookup(dpath="ingest/shards", within=config),
+        chunks=setting("ingest/chunks"),
+        shards=setting("ingest/shards"),
+        rescale=setting("ingest/rescale"),
+        percentiles=setting("ingest/percentiles"),
     script:
         "../../scripts/ingest.py"
 
@@ -32,13 +34,14 @@ rule ingest_labels:
         "logs/ingest_labels/{dataset}.log",
     conda:
         "../../environment.yml"
-    threads: res("ingest")["cpus_per_task"]
+    threads: dataset_threads("ingest")
     resources:
-        **res("ingest"),
+        **dataset_res("ingest"),
     params:
         kind=lambda w: DATASETS[w.dataset]["labels_format"],
+        membrane_value=lambda w: DATASETS[w.dataset]["membrane_value"],
         voxel_size=lambda w: DATASETS[w.dataset]["voxel_size"],
-        chunks=lookup(dpath="ingest/chunks", within=config),
-        shards=lookup(dpath="ingest/shards", within=config),
+        chunks=setting("ingest/chunks"),
+        shards=setting("ingest/shards"),
     script:
         "../../scripts/ingest.py"

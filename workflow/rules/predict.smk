@@ -17,15 +17,12 @@ if config["predict"]["shards"] == 1:
             "logs/predict/{dataset}.log",
         conda:
             "../../environment.yml"
-        threads: res("predict")["cpus_per_task"]
+        threads: dataset_threads("predict")
         resources:
-            **{
-                **res("predict"),
-                **({"gpu": 0} if config["predict"]["cluster"] == "slurm" else {}),
-            },
+            **dataset_res("predict", gpu=predict_gpus),
         params:
             step="all",
-            predict=lookup(dpath="predict", within=config),
+            predict=setting("predict"),
             slices=lambda w: DATASETS[w.dataset]["predict_slices"],
         script:
             "../../scripts/predict.py"
@@ -42,11 +39,11 @@ else:
         conda:
             "../../environment.yml"
         resources:
-            **{**res("predict"), "gpu": 0},
+            **dataset_res("predict", gpu=0),
         params:
             step="prepare",
             out=lambda w: f"{RESULTS}/{w.dataset}/prediction.zarr",
-            predict=lookup(dpath="predict", within=config),
+            predict=setting("predict"),
             slices=lambda w: DATASETS[w.dataset]["predict_slices"],
         script:
             "../../scripts/predict.py"
@@ -61,13 +58,13 @@ else:
             "logs/predict/{dataset}-shard-{shard}.log",
         conda:
             "../../environment.yml"
-        threads: res("predict")["cpus_per_task"]
+        threads: dataset_threads("predict")
         resources:
-            **res("predict"),
+            **dataset_res("predict"),
         params:
             step="shard",
             out=lambda w: f"{RESULTS}/{w.dataset}/prediction.zarr",
-            predict=lookup(dpath="predict", within=config),
+            predict=setting("predict"),
             slices=lambda w: DATASETS[w.dataset]["predict_slices"],
         script:
             "../../scripts/predict.py"
@@ -86,10 +83,10 @@ else:
         conda:
             "../../environment.yml"
         resources:
-            **{**res("predict"), "gpu": 0},
+            **dataset_res("predict", gpu=0),
         params:
             step="finalize",
-            predict=lookup(dpath="predict", within=config),
+            predict=setting("predict"),
             slices=lambda w: DATASETS[w.dataset]["predict_slices"],
         script:
             "../../scripts/predict.py"

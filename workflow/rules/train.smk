@@ -18,14 +18,14 @@ rule train:
         "logs/train/{dataset}.log",
     conda:
         "../../environment.yml"
-    threads: res("train")["cpus_per_task"]
+    threads: dataset_threads("train")
     resources:
-        **res("train"),
+        **dataset_res("train"),
     params:
-        model=lookup(dpath="model", within=config),
-        train=lookup(dpath="train", within=config),
+        model=setting("model"),
+        train=setting("train"),
         train_slices=lambda w: DATASETS[w.dataset]["train_slices"],
-        val_slices=lambda w: DATASETS[w.dataset]["eval_slices"],
+        val_slices=lambda w: val_slices(w.dataset),
         # outside the declared outputs, so a retried job finds it and resumes
         state=f"{WORK}/{{dataset}}/train_state.pt",
     script:

@@ -10,11 +10,13 @@ rule weights:
         "logs/weights/{dataset}.log",
     conda:
         "../../environment.yml"
-    threads: res("weights")["cpus_per_task"]
+    threads: dataset_threads("weights")
     resources:
-        **res("weights"),
+        **dataset_res("weights"),
     params:
-        weights=lookup(dpath="weights", within=config),
+        weights=setting("weights"),
         from_mask=lambda w: DATASETS[w.dataset]["labels_format"] == "binary",
+        # class balance counted on the training slices only (None: a dataset that does not train)
+        count_slices=lambda w: DATASETS[w.dataset]["train_slices"],
     script:
         "../../scripts/weights.py"

@@ -1,0 +1,22 @@
+"""Snakemake script of rule segment: see unet.segment.segment_volume."""
+
+from typing import Any
+
+from unet.segment import SegmentConfig, segment_volume
+from unet.stage import run
+
+
+def main(prediction: str, out: str, settings: dict[str, Any]) -> Any:
+    return segment_volume(prediction, out, SegmentConfig(**settings))
+
+
+if "snakemake" in globals():
+    sm = snakemake  # type: ignore[name-defined]  # noqa: F821
+    run(
+        "segment",
+        main,
+        sm.input.prediction,
+        sm.output[0],
+        dict(sm.params.segment),
+        log_file=sm.log[0],
+    )
