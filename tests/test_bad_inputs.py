@@ -412,7 +412,7 @@ CASES = [
         ["steps", "0"],
     ),
     Case(
-        "train: volume smaller than the net's context",
+        "train: volumes of different shapes",
         ["train", "small.zarr", "labels.zarr", "weights.zarr", "m2", *CFG],
         ["must share one (z, y, x) shape"],
         _small_raw,

@@ -117,9 +117,7 @@ def build(
             fill_value=0,
             dimension_names=ngff.AXES,
         )
-        jobs = (
-            PyramidJob(str(path), level, box, method) for box in blocks(shape, block_shape)
-        )
+        jobs = (PyramidJob(str(path), level, box, method) for box in blocks(shape, block_shape))
         for outcome in map_bounded(client, downsample_block, jobs, max_in_flight):
             if outcome.error is not None:
                 raise RuntimeError(
