@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
+
+import dask
 import numpy as np
 import pytest
 import torch
@@ -10,6 +14,21 @@ import torch
 @pytest.fixture(autouse=True)
 def _torch_threads() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _dask_config() -> Iterator[None]:
+    """Each test starts from the same Dask config: a ``Client`` whose connection fails (the
+    TLS refusal tests) leaves ``scheduler: dask.distributed`` set behind, and later tests would
+    ask for a cluster that no longer exists."""
+    keys = ("scheduler", "shuffle")  # what Client() sets globally until it is closed
+    saved = {k: copy.deepcopy(dask.config.config[k]) for k in keys if k in dask.config.config}
+    yield
+    for key in keys:
+        if key in saved:
+            dask.config.config[key] = saved[key]
+        else:
+            dask.config.config.pop(key, None)
 
 
 @pytest.fixture

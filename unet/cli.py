@@ -116,10 +116,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> Any:
     )
 
 
-def _train_config(args: argparse.Namespace) -> Any:
+def _train_config(args: argparse.Namespace, **fixed: Any) -> Any:
     from unet.train import TrainConfig
 
-    fields = {**_section(args, "model"), **_section(args, "train")}
+    fields = {**_section(args, "model"), **_section(args, "train"), **fixed}
     for key in ("steps", "device", "precision", "seed", "workers"):
         if getattr(args, key, None) is not None:
             fields[key] = getattr(args, key)
@@ -155,7 +155,8 @@ def _cmd_doctor(args: argparse.Namespace) -> Any:
     from unet.doctor import doctor, report
 
     volumes = {str(p): _voxels(p) for p in args.volumes}
-    result = doctor(_train_config(args), volumes=volumes or None, seconds=args.seconds)
+    # the doctor times training steps and forward passes: it never validates
+    result = doctor(_train_config(args, val_every=0), volumes=volumes or None, seconds=args.seconds)
     print(report(result))
     return None
 

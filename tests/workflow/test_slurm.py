@@ -32,7 +32,7 @@ STOP = REPO / "tests" / "slurm" / "stop-local-slurm.sh"
 PLACEHOLDER = "EDIT_ME"
 
 # Rules the tiny config sends through sbatch (`scores` and `all` are local rules).
-SUBMITTED = {"ingest_raw", "ingest_labels", "weights", "train", "predict", "evaluate"}
+SUBMITTED = {"ingest_raw", "ingest_labels", "weights", "train", "predict", "segment", "evaluate"}
 GPU_RULES = {"train", "predict"}
 
 
