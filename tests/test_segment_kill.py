@@ -55,6 +55,15 @@ def _passes_done(out: Path) -> list[int]:
     ]
 
 
+def _progress(out: Path) -> list[int] | None:
+    """:func:`_passes_done`, or None while a marker is being written (unreadable)."""
+    try:
+        done = _passes_done(out)
+    except Exception:
+        return None
+    return done or None
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
     truth = voronoi_cells(SHAPE, 9, seed=1)
@@ -68,8 +77,13 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
     # kill until one kill landed after the fragments pass (each run resumes where the last
     # one was killed, so later kills reach later passes)
     while len(seen) < 20 and not (len(seen) >= 3 and seen[-1] and seen[-1][0] == N_BLOCKS):
+        before = seen[-1] if seen else []
         proc = subprocess.Popen(args, start_new_session=True, stderr=subprocess.DEVNULL, env=env)
-        time.sleep(rng.uniform(1.0, 4.0))
+        # kill once this run has made progress, a random moment later: on a fast machine as on
+        # a slow one, every kill then lands inside the work (not before it, nor after the end)
+        while proc.poll() is None and _progress(out) in (before, None):
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is not None:
             break  # finished before the kill
         os.killpg(proc.pid, signal.SIGKILL)  # our own child's process group
