@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator
 
 import dask
@@ -14,6 +15,24 @@ import torch
 @pytest.fixture(autouse=True)
 def _torch_threads() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def restore_root_logger() -> Iterator[None]:
+    """``unet.stage.setup_logging`` replaces the root handlers (``force=True``): put pytest's
+    back and close the file handlers the test opened, so no later test logs into a stale file
+    or stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

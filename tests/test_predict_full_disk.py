@@ -5,7 +5,6 @@ rerun with space again finishes with the same output as an undisturbed run."""
 from __future__ import annotations
 
 import errno
-import logging
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,20 +30,7 @@ CONFIG = PredictConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logger() -> Iterator[None]:
-    """``stage.run`` replaces the root handlers: put pytest's back, close the test's files."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logger")
 
 
 @pytest.fixture(autouse=True)

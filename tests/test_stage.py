@@ -9,22 +9,7 @@ import pytest
 from unet import stage, train_state
 from unet.errors import InputError, InputTypeError, StageError
 
-
-@pytest.fixture(autouse=True)
-def _restore_root_logger():
-    """``setup_logging`` replaces the root handlers (``force=True``): put pytest's back and close
-    the file handlers the test opened, so no later test logs into a stale file or stream."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logger")
 
 
 def fail(err: BaseException):
