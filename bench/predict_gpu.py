@@ -30,9 +30,8 @@ from unet.checkpoint import save_model
 from unet.geometry import TilePlan
 from unet.io import ngff
 from unet.model import UNet
-from unet.prediction.blocks import _read_batch
 from unet.prediction.run import PredictConfig, predict_volume
-from unet.prediction.tiles import Predictor, tile_plan
+from unet.prediction.tiles import Predictor, read_batch, tile_plan
 
 
 def synthetic_em(slices: int, size: int, seed: int = 0) -> np.ndarray:
@@ -87,7 +86,7 @@ def host_io(work: Path, plan: TilePlan, batch: int, block_slices: int) -> dict[s
     times: dict[str, list[float]] = {"read batch": [], "write block": []}
     for _ in range(3):
         start = time.perf_counter()
-        _read_batch(raw, tiles, 0, True, dest)
+        read_batch(raw, tiles, True, 0, dest)
         times["read batch"].append(time.perf_counter() - start)
         start = time.perf_counter()
         out[:block_slices] = values

@@ -5,7 +5,7 @@ tiles, ``bench/predict_gpu.py``) but Zarr -> Zarr only at 67 Mpx/s: the host sid
 input boxes, compressing and writing probabilities) is what the GPU waits for.  This measures
 that host side alone, on this machine's CPUs, with the engine's own functions:
 
-* read: ``engine._read_batch`` of 4 tiles of the paper net's geometry (2236² read -> 2048²
+* read: ``tiles.read_batch`` of 4 tiles of the paper net's geometry (2236² read -> 2048²
   output, 4 consecutive slices, an interior position) into a uint8 buffer, as on CUDA;
 * write: one (8, 2048, 2048) uint8 block of probabilities into a chunked, compressed output
   (what ``Engine.run`` hands to its writer threads), at distinct interior positions;
@@ -43,8 +43,7 @@ from scipy import ndimage as ndi
 
 from unet.io import ngff
 from unet.model import UNet
-from unet.prediction.blocks import _read_batch
-from unet.prediction.tiles import tile_plan
+from unet.prediction.tiles import read_batch, tile_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (16, 6144, 6144)
@@ -112,7 +111,7 @@ def main() -> None:
             bufs = [torch.empty_like(dest) for _ in range(max(threads))]
 
             def read(i: int, src=src, bufs=bufs) -> None:  # type: ignore[no-untyped-def]
-                _read_batch(src, batches[i % len(batches)], 0, True, bufs[i % len(bufs)])
+                read_batch(src, batches[i % len(batches)], True, 0, bufs[i % len(bufs)])
 
             for t in threads:
                 key = f"read, chunks {chunk}², raw zstd:5"

@@ -34,6 +34,7 @@ if "snakemake" in globals():
             class_weights=p["class_weights"],
             ndim=p["ndim"],
             block=tuple(p["block"]),
+            separation=sm.params.separation,
         ),
         from_mask=sm.params.from_mask,
         log=sm.log[0],

@@ -610,7 +610,9 @@ def test_bad_input(
     assert errors[-1] == len(lines) - 1, f"the error is not the last line: {lines[errors[-1] :]}"
     # before it, only the failed prediction blocks are reported, each on its own line
     reports = [lines[i] for i in errors[:-1]]
-    assert all(re.search(r" ERROR unet\.prediction\.run: block \d+ \(z ", r) for r in reports), reports
+    assert all(re.search(r" ERROR unet\.prediction\.run: block \d+ \(z ", r) for r in reports), (
+        reports
+    )
     message = lines[-1]
     table = os.environ.get("UNET_BAD_INPUT_TABLE")  # opt-in: the table of cases, for a report
     if table:

@@ -244,6 +244,8 @@ class TilePlan:
 
 def check_multiple(shape: Sequence[int], of: Sequence[int], what: str, of_what: str) -> None:
     """Raise unless every entry of ``shape`` is a positive multiple of ``of``."""
+    if any(c <= 0 for c in of):
+        raise InputError(f"{of_what} {tuple(of)} must be positive")
     for s, c in zip(shape, of, strict=True):
         if s <= 0 or s % c:
             raise InputError(f"{what} {tuple(shape)} must be a multiple of {of_what} {tuple(of)}")

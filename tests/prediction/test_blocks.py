@@ -13,7 +13,7 @@ from unet.io import ngff
 from unet.model import UNet
 from unet.prediction import blocks as engine
 from unet.prediction.run import PredictConfig, predict_volume
-from unet.prediction.tiles import Predictor, predict_array, tile_plan
+from unet.prediction.tiles import Predictor, predict_array, resolve_device, tile_plan
 
 
 def test_doctests() -> None:
@@ -41,8 +41,8 @@ def test_quantise_and_device() -> None:
     assert engine.quantise(p, "uint8").tolist() == [0, 0, 2, 128, 255]
     assert engine.quantise(p, "float16").dtype == torch.float16
     expect = "cuda" if torch.cuda.is_available() else "cpu"
-    assert engine.resolve_device("auto").type == expect
-    assert engine.resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == expect
+    assert resolve_device("cpu") == torch.device("cpu")
 
 
 @pytest.mark.gpu

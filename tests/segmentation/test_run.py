@@ -267,3 +267,62 @@ def test_export_tiff_of_labels_and_probabilities(tmp_path: Path) -> None:
         np.testing.assert_array_equal(data, expect)
         assert x_res[0] / x_res[1] == pytest.approx(250.0)  # 4 nm: 250 px per um
         assert spacing == pytest.approx(0.04)  # 40 nm sections
+
+
+def test_a_failed_block_is_marked_named_and_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unet.cluster import blockstate
+    from unet.cluster.blockstate import BlockError
+    from unet.io import outputs
+    from unet.segmentation import blocks
+
+    truth = voronoi_cells((2, 32, 32), 4)
+    pred = write(tmp_path / "p.zarr", membrane_probability(truth), (1, 16, 16))
+    task = blocks.TASKS["fragments"]
+
+    def failing(job: blocks.SegmentJob) -> dict[str, object]:
+        if job.index == 3:  # of the grid (2, 2, 2): z 0:1, y 16:32, x 16:32
+            raise OSError(28, "No space left on device")
+        return task(job)
+
+    settings = {"block_shape": (1, 16, 16), "halo": 8, "max_failures": 1}
+    monkeypatch.setitem(blocks.TASKS, "fragments", failing)
+    with pytest.raises(
+        BlockError,
+        match=r"pass fragments: 1 block\(s\) failed .* rerun to resume"
+        r"\. First failure: block 3 \(z 0:1, y 16:32, x 16:32\): OSError: \[Errno 28\]",
+    ):
+        run(tmp_path, "s.zarr", pred, **settings)
+    partial = outputs.partial_path(tmp_path / "s.zarr")
+    markers = blockstate.open_markers(blocks.step_path(str(partial), "fragments"))
+    states = blockstate.read_states(markers, 0, 8)
+    assert (states == blockstate.FAILED).sum() == 1
+    monkeypatch.setitem(blocks.TASKS, "fragments", task)
+    labels = run(tmp_path, "s.zarr", pred, **settings)  # resumes, computes the failed block
+    assert same_partition(labels, run(tmp_path, "whole.zarr", pred, block_shape=(2, 32, 32)))
+
+
+def test_touching_cells_separation_border_then_2d_separates_what_thresholding_merges(
+    tmp_path: Path,
+) -> None:
+    from unet.evaluation.instances import instance_scores
+    from unet.weights.border import separate
+
+    # cells that touch directly (instance ids, no membrane between them), as in the issue
+    truth = voronoi_cells((2, 64, 64), 10, seed=5)
+    plain = truth > 0  # the old target: every pixel is cell, the cells are one object
+    target = separate(truth, 1, ndim=2) > 0  # the paper's: a 1-px separation border
+    assert plain.all() and ndimage.label(plain[0])[1] == 1
+    # a net that learned the target, a little blurred: the 1-px border leaks (p up to 0.5)
+    p = 0.02 + 0.96 * ndimage.gaussian_filter(target.astype(np.float32), (0, 0.6, 0.6))
+    pred = write(tmp_path / "p.zarr", np.round(p * 255).astype(np.uint8), (1, 32, 32))
+    stored = probability(np.asarray(ngff.open_array(pred)[:]))
+    cross = ndimage.generate_binary_structure(2, 1)
+    thresholded = np.stack([ndimage.label(plane > 0.5, cross)[0] for plane in stored])
+    cells = run(
+        tmp_path, "s.zarr", pred, block_shape=(1, 32, 32), seed_distance=3.0, merge_threshold=0.3
+    )
+    counts = [len(np.unique(a[z][a[z] > 0])) for a in (thresholded, cells) for z in range(2)]
+    assert counts[:2] == [6, 6] and counts[2:] == [9, 10]  # of 10 cells per section
+    assert instance_scores(cells, truth)["seg"] > instance_scores(thresholded, truth)["seg"] + 0.2

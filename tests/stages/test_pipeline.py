@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from unet.errors import InputError
 from unet.evaluation.evaluate import PAPER_ISBI2012, EvaluateConfig
 from unet.io import ngff
 from unet.stages.pipeline import (
@@ -101,6 +102,22 @@ def test_weights_stage_refuses_an_existing_output(tmp_path, cells):
     assert not (tmp_path / "weights.zarr.partial").exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("sigma", -1.0, r"weights\.sigma must be a number > 0, got -1\.0"),
+        ("w0", -2, r"weights\.w0 must be a number >= 0, got -2"),
+        ("class_weights", "median", r"weights\.class_weights must be 'balanced' or 'none'"),
+        ("ndim", 4, r"weights\.ndim must be 2 or 3, got 4"),
+        ("block", (1, 0, 8), r"weights\.block must be 3 integers >= 1"),
+        ("separation", -1, r"train\.separation must be an integer >= 0, got -1"),
+    ],
+)
+def test_weights_config_names_the_bad_setting(field, value, message):
+    with pytest.raises(InputError, match=message):
+        WeightsConfig(**{field: value})
+
+
 def test_weights_stage_missing_labels(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nothing\.zarr: no such Zarr volume"):
         weights_stage(tmp_path / "nothing.zarr", tmp_path / "w.zarr", WeightsConfig())
@@ -111,7 +128,6 @@ def test_weights_stage_missing_labels(tmp_path):
     ("config", "from_mask", "error", "message"),
     [
         (WeightsConfig(), True, ValueError, r"labels must be a binary mask .* found \[0, 1, 255\]"),
-        (WeightsConfig(sigma=-1.0), True, ValueError, r"sigma must be positive, got -1\.0"),
         (WeightsConfig(block=(1, 48, 48)), True, ValueError, r"block_shape"),
         (WeightsConfig(), False, TypeError, r"labels must be integer instance labels"),
     ],

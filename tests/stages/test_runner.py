@@ -1,9 +1,14 @@
-"""Running a stage: bad input becomes one log line and exit 1, preemption exits 75."""
+"""Running a stage: bad input becomes one log line and exit 1, preemption exits 75, success
+logs one summary line (stage, time, outputs)."""
 
 from __future__ import annotations
 
 import logging
+import re
+import sys
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from unet.errors import InputError, InputTypeError, StageError
@@ -60,16 +65,9 @@ def test_log_file_is_appended(tmp_path):
     assert logged[1].endswith("predict: first") and logged[2].endswith("predict: second")
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        stage.Preempted("SIGUSR1 at step 7"),
-        # the train script raises train_state's own class; it must exit 75 as well
-        train_state.Preempted("state.pt", 7, "SIGUSR1"),
-    ],
-    ids=["stage.Preempted", "train_state.Preempted"],
-)
-def test_preempted_exits_75(tmp_path, error):
+def test_preempted_exits_75(tmp_path):
+    """The training's own class (unet.training.state.Preempted) is the only preemption."""
+    error = train_state.Preempted("state.pt", 7, "SIGUSR1")
     log_file = tmp_path / "train.log"
     with pytest.raises(SystemExit) as info:
         stage.run("train", fail(error), log_file=log_file)
@@ -148,9 +146,61 @@ def test_success_passes_the_return_value_through(tmp_path):
     assert stage.run("evaluate", func, 1, 2, log_file=log_file, scale=10) == {"score": 30}
     assert calls == [(1, 2, 10)]
     logged = lines(log_file)
-    assert len(logged) == 1 and logged[0].endswith(
+    assert len(logged) == 2 and logged[0].endswith(
         " INFO unet.evaluation.evaluate: scored 3 slices"
     )
+    assert re.search(r" INFO unet\.evaluate: evaluate: done in \d+\.\d s$", logged[1])
+
+
+def test_success_logs_one_summary_line_with_each_output(tmp_path):
+    from unet.io import ngff
+
+    volume = tmp_path / "raw.zarr"
+    ngff.create(volume, (4, 96, 96), np.uint8, (1, 48, 48), (50.0, 4.0, 4.0))
+    (tmp_path / "scores.json").write_text("x" * 2048)
+    (tmp_path / "plain").mkdir()
+    outputs = [volume, tmp_path / "scores.json", tmp_path / "plain", tmp_path / "absent.png"]
+    log_file = tmp_path / "ingest.log"
+    stage.run("ingest", lambda: None, log_file=log_file, outputs=outputs)
+    (line,) = lines(log_file)
+    done = re.search(r" INFO unet\.ingest: ingest: done in (\d+\.\d) s: (.*)$", line)
+    assert done, line
+    assert done.group(2).split("; ") == [
+        f"{volume} ((4, 96, 96) uint8)",
+        f"{tmp_path / 'scores.json'} (2.0 KiB)",
+        f"{tmp_path / 'plain'} (folder)",
+        f"{tmp_path / 'absent.png'} (not written)",
+    ]
+
+
+def test_the_summary_names_the_snakemake_rule_outputs(tmp_path, monkeypatch):
+    """In a Snakemake script the rule's ``snakemake`` object sits in ``__main__``."""
+    out = tmp_path / "scores.md"
+    out.write_text("| a | b |\n")
+    monkeypatch.setattr(
+        sys.modules["__main__"], "snakemake", SimpleNamespace(output=[str(out)]), raising=False
+    )
+    log_file = tmp_path / "scores.log"
+    stage.run("scores", lambda: out.write_text("| a | b |\n"), log_file=log_file)
+    (line,) = lines(log_file)
+    assert line.endswith(f"scores: done in 0.0 s: {out} (10 B)"), line
+
+
+def test_a_failed_stage_logs_no_summary(tmp_path):
+    log_file = tmp_path / "weights.log"
+    with pytest.raises(SystemExit):
+        stage.run("weights", fail(InputError("bad")), log_file=log_file, outputs=[tmp_path])
+    assert "done in" not in log_file.read_text()
+
+
+def test_output_sizes_are_human_readable():
+    assert [stage._size(n) for n in (0, 1023, 1024, 5 * 2**20 + 2**19, 3 * 2**40)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "5.5 MiB",
+        "3.0 TiB",
+    ]
 
 
 def test_success_without_a_log_file(capsys):

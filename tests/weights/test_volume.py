@@ -7,7 +7,7 @@ import pytest
 import zarr
 from scipy import ndimage as ndi
 
-from unet.weights.border import class_weights, instances_from_mask, weight_map
+from unet.weights.border import class_weights, instances_from_mask, separate, weight_map
 from unet.weights.volume import weight_volume
 
 
@@ -153,3 +153,33 @@ def test_count_slices_must_lie_in_the_volume(tmp_path):
         weight_volume(labels, out, count_slices=[2])
     with pytest.raises(ValueError, match=r"got \[\]"):
         weight_volume(labels, out, count_slices=[])
+
+
+@pytest.mark.parametrize("block", [(1, 16, 16), (2, 32, 48)])
+def test_separation_of_touching_instances_equals_whole_array(tmp_path, block):
+    # Voronoi cells that touch directly (no membrane between them), as instance ids
+    rng = np.random.default_rng(4)
+    labels = np.zeros((2, 64, 48), dtype=np.int32)
+    for z in range(2):
+        seeds = np.zeros(labels.shape[1:], dtype=np.int32)
+        seeds[rng.integers(0, 64, 12), rng.integers(0, 48, 12)] = np.arange(1, 13)
+        labels[z] = seeds[tuple(ndi.distance_transform_edt(seeds == 0, return_indices=True)[1])]
+    source = as_zarr(tmp_path / "ids.zarr", labels, (1, 16, 16))
+    out = empty_out(tmp_path / "w.zarr", labels.shape, (1, 16, 16))
+    info = weight_volume(source, out, ndim=2, from_mask=False, block_shape=block, separation=1)
+    separated = separate(labels, 1, ndim=2)
+    assert not np.isin(0, labels) and np.isin(0, separated)  # the border is the only background
+    expected = weight_map(labels, ndim=2, separation=1, class_weights=class_weights(separated))
+    np.testing.assert_allclose(out[...], expected, rtol=0, atol=1e-6)
+    n_bg = int(np.count_nonzero(separated == 0))
+    assert info["counts"] == [n_bg, labels.size - n_bg] and info["separation"] == 1
+    assert info["halo"] == [0, 28, 28]  # the border term's reach plus the separation width
+    w_bg, w_fg = info["class_weights"]
+    border = separated == 0
+    assert (out[...][border] > w_bg + 5).all()  # background between two cells: border term
+    assert (out[...][~border] == np.float32(w_fg)).all()  # cells: w_c, no border term
+    cross = ndi.generate_binary_structure(2, 1)
+    for z in range(2):  # the target's cells stay apart: one component per cell
+        assert ndi.label(separated[z] > 0, cross)[1] == len(np.unique(labels[z]))
+    with pytest.raises(ValueError, match="separation must be an integer >= 0"):
+        weight_volume(source, out, ndim=2, from_mask=False, separation=-1)

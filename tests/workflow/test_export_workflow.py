@@ -1,8 +1,16 @@
-"""A dataset predicted by a shipped model or a model file: no training, in the CLI and Snakemake."""
+"""The workflow outside this checkout: a dataset predicted by a shipped model or a model file
+(no training, in the CLI and Snakemake), the workflow embedded in another one as a module
+(`use rule * from ...`), and the rules' conda environments (`--sdm conda`)."""
 
 from __future__ import annotations
 
 import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +19,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from tests.workflow.conftest import TINY_CONFIG, snakemake, write_tiny_dataset
+from tests.workflow.conftest import REPO, SNAKEMAKE, TINY_CONFIG, snakemake, write_tiny_dataset
 from unet.checkpoint import save_model, shipped_models
 from unet.cli import main
 from unet.errors import InputError
@@ -104,3 +112,163 @@ def test_snakemake_predicts_a_raw_only_dataset_with_the_shipped_model(tmp_path: 
     )
     np.testing.assert_array_equal(predicted, np.asarray(ngff.open_array(direct)[:]))
     assert (tmp_path / "results" / "em" / "segmentation.zarr").is_dir()
+
+
+# ------------------------------------------------------------- embedded as a Snakemake module ---
+
+HOST_SNAKEFILE = """\
+configfile: "config.yaml"
+
+
+module unet_em:
+    snakefile:
+        "{snakefile}"
+    config:
+        config
+
+
+use rule * from unet_em as unet_*
+
+
+rule all:
+    default_target: True
+    input:
+        rules.unet_all.input,
+"""
+
+
+def _raw_only_config(tmp_path: Path) -> dict[str, Any]:
+    raw, _ = write_tiny_dataset(tmp_path / "data", shape=(2, 64, 64))
+    return {
+        "results": str(tmp_path / "results"),
+        "work": str(tmp_path / "work"),
+        "datasets": {"em": {"raw": str(raw), "model": "isbi2012"}},
+        **{k: dict(v) for k, v in TINY_CONFIG.items() if k != "model"},
+        "ingest": {"chunks": [1, 64, 64]},
+        "predict": {**TINY_CONFIG["predict"], "block_shape": [1, 64, 64], "chunks": [1, 64, 64]},
+    }
+
+
+@pytest.mark.slow
+def test_the_workflow_runs_embedded_as_a_module(tmp_path: Path) -> None:
+    """Another workflow (its own Snakefile, folder and config) uses every rule of this one; each
+    rule log ends in the stage's summary line and the heavy rules write their benchmark."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(_raw_only_config(tmp_path)))
+    host = tmp_path / "Snakefile"
+    host.write_text(HOST_SNAKEFILE.format(snakefile=REPO / "workflow" / "Snakefile"))
+    cmd = [str(SNAKEMAKE), "-s", str(host), "--directory", str(tmp_path), "--cores", "1"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rule unet_predict:" in result.stdout + result.stderr
+    for name in ("prediction", "segmentation"):
+        assert ngff.is_volume(tmp_path / "results" / "em" / f"{name}.zarr"), name
+    for rule, stage in [("ingest_raw", "ingest"), ("predict", "predict"), ("segment", "segment")]:
+        log = (tmp_path / "logs" / rule / "em.log").read_text()
+        assert re.search(rf"{stage}: done in \d+\.\d s: \S+\.zarr \(\(", log), (rule, log)
+    for rule in ("predict", "segment"):
+        assert (tmp_path / "logs" / "benchmarks" / "em" / f"{rule}.tsv").stat().st_size > 0
+
+
+# ------------------------------------------------------------------ conda environments -------
+
+ENVS = REPO / "workflow" / "envs"
+# pyproject name -> conda-forge names
+CONDA_NAMES = {
+    "torch": ["pytorch"],
+    "matplotlib": ["matplotlib-base"],
+    "dask": ["dask", "distributed"],
+}
+DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm"}  # Snakemake's own environment
+
+
+def _name(spec: str) -> str:
+    match = re.match(r"[A-Za-z0-9_.-]+", spec.strip())
+    assert match, spec
+    return match.group(0).lower()
+
+
+def _env_names(path: Path) -> tuple[set[str], list[str]]:
+    """The conda package names and the pip lines of an environment file."""
+    env = yaml.safe_load(path.read_text())
+    assert env["channels"][0] == "conda-forge", path
+    conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)}
+    pip = [line for d in env["dependencies"] if isinstance(d, dict) for line in d["pip"]]
+    return conda, pip
+
+
+def _required() -> set[str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["cluster"]
+    return {_name(d) for d in deps}
+
+
+@pytest.mark.parametrize("env_file", [ENVS / "unet.yaml", REPO / "environment.yml"])
+def test_environment_files_list_every_dependency(env_file: Path) -> None:
+    conda, pip = _env_names(env_file)
+    pip_names = {_name(line) for line in pip if not line.startswith("-")}
+    for dep in _required() - (DRIVER_ONLY if env_file.parent == ENVS else set()):
+        names = CONDA_NAMES.get(dep, [dep])
+        assert all(n in conda for n in names) or dep in pip_names, (env_file.name, dep)
+    python = {d for d in yaml.safe_load(env_file.read_text())["dependencies"] if d == "python=3.11"}
+    assert python, "the rules' Python must be Snakemake's (its search path is appended)"
+
+
+def test_every_rule_uses_the_rule_environment() -> None:
+    """A pip line relative to the environment file (`-e .`) resolves inside .snakemake/conda,
+    where Snakemake creates the environment from a copy: the rules' file has none, and its
+    post-deploy script (found beside it by name) installs the package."""
+    conda, pip = _env_names(ENVS / "unet.yaml")
+    assert not [line for line in pip if line.startswith("-e") or line.startswith(".")]
+    assert (ENVS / "unet.post-deploy.sh").read_text().startswith("#!/usr/bin/env bash\n")
+    for rules in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = rules.read_text()
+        envs = re.findall(r"conda:\s*\n\s*\"([^\"]+)\"", text)
+        assert all(env == "../envs/unet.yaml" for env in envs), (rules.name, envs)
+
+
+def _venv(folder: Path) -> Path:
+    """A fresh environment as conda would make it from unet.yaml, less the dependencies: a
+    Python with pip and setuptools >= 70.1 (which builds editable installs without `wheel`)."""
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=300)
+    pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "-q", "setuptools>=70.1"]
+    if subprocess.run(pip, capture_output=True, timeout=300).returncode != 0:
+        pytest.skip("no package index to install setuptools>=70.1 into a fresh venv from")
+    return folder
+
+
+def _post_deploy(env: Path, cwd: Path, source: str | None) -> subprocess.CompletedProcess[str]:
+    """Run a copy of the post-deploy script as Snakemake does: from elsewhere, env activated."""
+    script = cwd.parent / "hash123.post-deploy.sh"
+    shutil.copy(ENVS / "unet.post-deploy.sh", script)
+    variables = {k: v for k, v in os.environ.items() if k != "UNET_EM_SOURCE"}
+    variables |= {"CONDA_PREFIX": str(env), "PATH": f"{env / 'bin'}:{os.environ['PATH']}"}
+    if source is not None:
+        variables["UNET_EM_SOURCE"] = source
+    return subprocess.run(
+        ["bash", str(script)], cwd=cwd, env=variables, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_post_deploy_installs_the_package_from_any_working_directory(tmp_path: Path) -> None:
+    env = _venv(tmp_path / "env")
+    run_dir = tmp_path / "run" / "work"
+    run_dir.mkdir(parents=True)
+    missing = _post_deploy(env, run_dir, None)
+    assert missing.returncode == 1
+    assert "UNET_EM_SOURCE='' is neither a unet-em checkout" in missing.stderr
+
+    editable = _post_deploy(env, run_dir, str(REPO))
+    assert editable.returncode == 0, editable.stdout + editable.stderr
+    assert f"from {REPO / 'unet' / '__init__.py'}" in editable.stdout  # this checkout's code
+    assert list(run_dir.iterdir()) == []  # nothing written where the run works
+
+    wheels = tmp_path / "dist"
+    build = [str(env / "bin" / "python"), "-m", "pip", "wheel", "-q", "--no-deps"]
+    build += ["--no-build-isolation", "-w", str(wheels), str(REPO)]
+    subprocess.run(build, check=True, capture_output=True, timeout=600, cwd=tmp_path)
+    (wheel,) = wheels.glob("unet_em-*.whl")
+    installed = _post_deploy(env, run_dir, str(wheel))
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert re.search(r"unet \S+ from \S+/site-packages/unet/__init__\.py", installed.stdout)

@@ -1,4 +1,5 @@
-"""The SLURM path: profiles/slurm, its site check, and a real run through a local SLURM cluster.
+"""The SLURM path: profiles/slurm, its site check (unet.cluster.site: only placeholders stop a
+run, blamed on the profile that set them), and a real run through a local SLURM cluster.
 
 The cluster test starts a real single-node SLURM (tests/slurm/start-local-slurm.sh: munge,
 MariaDB, slurmdbd, slurmctld, slurmd, one fake GPU), runs the workflow on the tiny synthetic
@@ -24,6 +25,7 @@ import pytest
 import yaml
 
 from tests.workflow.conftest import REPO, TINY_CONFIG, snakemake, write_config
+from unet.cluster import site
 
 PROFILE = REPO / "profiles" / "slurm"
 TEST_PROFILE = REPO / "tests" / "slurm" / "profile"
@@ -85,38 +87,63 @@ def test_placeholder_site_settings_stop_the_run_before_submission(workdir: Path)
         ("set-resources: doctor", "slurm_partition"),
     ]:
         assert (
-            f"profiles/slurm/config.yaml: site setting '{key}' under '{scope}' is still "
+            f"{PROFILE / 'config.yaml'}: site setting '{key}' under '{scope}' is still "
             f"the placeholder '{PLACEHOLDER}'"
         ) in _output(result)
     assert "Nothing was submitted" in _output(result)
 
 
+def _site_profile(folder: Path, settings: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump({"executor": "slurm", "jobs": 5, **settings})
+    )
+    return folder
+
+
 @pytest.mark.parametrize(
-    ("path", "expected"),
+    "settings",
     [
-        (("default-resources", "slurm_account"), "'slurm_account' under 'default-resources'"),
-        (
-            ("set-resources", "train", "slurm_partition"),
-            "'slurm_partition' under 'set-resources: train'",
-        ),
+        # one partition for every job, the account left to the plugin's own detection
+        {"default-resources": {"slurm_partition": "batch"}},
+        # no partition at all: the plugin picks one from the site's partition file
+        {"slurm-partition-config": "PARTITIONS", "default-resources": {"mem_mb": 1000}},
     ],
+    ids=["one-partition-no-account", "partition-config"],
 )
-def test_missing_site_setting_stops_the_run(
-    workdir: Path, path: tuple[str, ...], expected: str
+def test_ordinary_site_profiles_pass_the_site_check(
+    workdir: Path, settings: dict[str, Any]
 ) -> None:
-    profile = _profile(TEST_PROFILE)
-    parent = profile
-    for key in path[:-1]:
-        parent = parent[key]
-    del parent[path[-1]]
-    broken = workdir / "broken-profile"
-    broken.mkdir()
-    (broken / "config.yaml").write_text(yaml.safe_dump(profile))
+    partitions = {"partitions": {"cpu": {"max_runtime": 1440}, "gpu": {"max_gpu": 4}}}
+    (workdir / "partitions.yaml").write_text(yaml.safe_dump(partitions))
+    if settings.get("slurm-partition-config") == "PARTITIONS":  # relative to snakemake's cwd
+        settings = {**settings, "slurm-partition-config": str(workdir / "partitions.yaml")}
+    profile = _site_profile(workdir / "mysite", settings)
+    result = snakemake(workdir, "-n", "--profile", str(profile), timeout=120)
+    assert result.returncode == 0, _output(result)
+    assert "site setting" not in _output(result)
+    assert "rule train" in _output(result)  # the whole plan, nothing refused
+
+
+def test_a_placeholder_is_blamed_on_the_profile_that_set_it(workdir: Path) -> None:
+    """profiles/slurm's default-resources are replaced by the later profile's, so only the later
+    profile's own placeholder is left, and the message names that profile, not profiles/slurm."""
+    mysite = _site_profile(
+        workdir / "mysite",
+        {
+            "default-resources": {"slurm_partition": "batch"},
+            "set-resources": {"train": {"slurm_partition": PLACEHOLDER}},
+        },
+    )
     result = snakemake(
-        workdir, "-n", "--profile", str(PROFILE), "--profile", str(broken), timeout=120
+        workdir, "-n", "--profile", str(PROFILE), "--profile", str(mysite), timeout=120
     )
     assert result.returncode == 1, _output(result)
-    assert f"profiles/slurm/config.yaml: site setting {expected} is missing" in _output(result)
+    problems = [line for line in _output(result).splitlines() if ": site setting '" in line]
+    assert problems == [
+        f"{mysite / 'config.yaml'}: site setting 'slurm_partition' under 'set-resources: "
+        f"train' is still the placeholder '{PLACEHOLDER}'"
+    ]
 
 
 def test_filled_in_profile_passes_the_site_check(workdir: Path) -> None:
@@ -125,6 +152,52 @@ def test_filled_in_profile_passes_the_site_check(workdir: Path) -> None:
     )
     assert result.returncode == 0, _output(result)
     assert "site setting" not in _output(result)
+
+
+# --------------------------------------------------- unet.cluster.site without Snakemake runs ---
+
+
+def test_only_placeholders_are_site_problems() -> None:
+    """No key is required: an empty, partial or placeholder-free site block passes."""
+    assert site.site_problems(None, {}) == []
+    assert site.site_problems({"slurm_partition": "batch"}, {"train": {"gpu": 1}}) == []
+    problems = site.site_problems(
+        {"slurm_account": "'EDIT_ME'", "mem_mb": 4000},
+        {"train": {"slurm_extra": "'--signal=USR1@300'"}, "doctor": {"slurm_partition": "EDIT_ME"}},
+        locate=lambda: {"default-resources": "site/config.yaml"},
+    )
+    assert problems == [
+        "site/config.yaml: site setting 'slurm_account' under 'default-resources' is still "
+        "the placeholder 'EDIT_ME'",
+        "the command line: site setting 'slurm_partition' under 'set-resources: doctor' is "
+        "still the placeholder 'EDIT_ME'",
+    ]
+    unknown = site.site_problems({"slurm_account": "EDIT_ME"}, {}, locate=lambda: None)
+    assert unknown[0].startswith("the profile: site setting 'slurm_account'")
+
+
+def test_option_sources_follow_the_profiles_of_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As Snakemake merges them: a later profile replaces whole keys, the command line all; the
+    profile paths are relative to where snakemake started ($PWD), not to --directory."""
+    start, run_dir = tmp_path / "start", tmp_path / "run"
+    run_dir.mkdir(parents=True)
+    _site_profile(start / "a", {"default-resources": {"slurm_account": "x"}, "latency-wait": 5})
+    _site_profile(start / "b", {"default-resources": {"slurm_partition": "y"}})
+    monkeypatch.setenv("PWD", str(start))
+    monkeypatch.chdir(run_dir)  # snakemake is in --directory by the time the Snakefile runs
+    argv = ["/env/bin/snakemake", "-n", "--directory", str(run_dir), "--profile", "a"]
+    assert site.option_sources([*argv, "--profile", "b"]) == {
+        "executor": "b/config.yaml",
+        "jobs": "b/config.yaml",
+        "default-resources": "b/config.yaml",
+        "latency-wait": "a/config.yaml",
+    }
+    sources = site.option_sources([*argv, "--default-resources", "slurm_account=z"])
+    assert sources is not None and "default-resources" not in sources  # the command line's
+    assert site.option_sources(["/usr/bin/pytest", "-x"]) is None  # not a snakemake process
+    assert site.option_sources([*argv, "--profile", "missing"]) is None
 
 
 # ------------------------------------------------------------------- the real SLURM cluster ---

@@ -196,8 +196,9 @@ def test_sharded_prediction_equals_single_job(tmp_path: Path) -> None:
         target = str(folder / "results" / "tiny" / "prediction.zarr")
         result = snakemake(folder, "--cores", "2", target)
         assert result.returncode == 0, result.stderr[-4000:]
-    jobs = _jobs(snakemake(sharded, "-n", "--forcerun", "predict").stdout)
-    assert jobs["predict"] == 1 and jobs["predict_shard"] == 3 and jobs["predict_finalize"] == 1
+    jobs = _jobs(snakemake(sharded, "-n", "--forcerun", "predict_prepare").stdout)
+    assert jobs["predict_prepare"] == 1 and jobs["predict_shard"] == 3
+    assert jobs["predict_finalize"] == 1 and "predict" not in jobs
     a = ngff.open_array(single / "results" / "tiny" / "prediction.zarr")[:]
     b = ngff.open_array(sharded / "results" / "tiny" / "prediction.zarr")[:]
     assert (a == b).all()

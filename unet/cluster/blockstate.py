@@ -5,7 +5,8 @@ A run writes the volume in a regular grid of write blocks (see :mod:`unet.geomet
 *layout* is everything that decides what a finished block contains: the raw volume, the slice
 range, block/tile/chunk shapes, output dtype, model checksum and precision.  The partial output
 stores the layout and its hash in ``attrs["unet"]`` and one marker per block in a small uint8
-array ``blocks_done`` (one chunk per block, so concurrent workers never share a marker chunk)::
+array ``blocks_done`` (:mod:`unet.cluster.markers`: one chunk per block, so concurrent workers
+never share a marker chunk, compacted into one file per driver range as blocks finish)::
 
     out.zarr.partial/0             the prediction (level 0)
     out.zarr.partial/blocks_done   (gz, gy, gx) uint8: 0 pending/orphaned, 1 done, 2 failed
@@ -27,12 +28,26 @@ from typing import Any
 import numpy as np
 import zarr
 
+from unet.cluster.markers import (  # noqa: F401  (re-exported: the run's block state)
+    DONE,
+    FAILED,
+    MARKERS,
+    PENDING,
+    Compactor,
+    block_failure,
+    count,
+    create_markers,
+    located,
+    mark,
+    mark_failed,
+    marker_files,
+    open_markers,
+    read_states,
+)
 from unet.errors import InputError, StageError
 from unet.geometry import Box, Coord
 
 LAYOUT_VERSION = 1
-MARKERS = "blocks_done"
-PENDING, DONE, FAILED = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -109,40 +124,6 @@ class BlockError(StageError):
         self.failed = [int(i) for i in failed]
 
 
-def block_failure(index: int, box: Box, error: BaseException) -> str:
-    """One line naming a failed block, its write box and its error.
-
-    >>> err = OSError(28, "No space left on device", "o/0")
-    >>> block_failure(3, Box((0, 16, 0), (1, 16, 32)), err)
-    "block 3 (z 0:1, y 16:32, x 0:32): OSError: [Errno 28] No space left on device: 'o/0'"
-    """
-    where = ", ".join(f"{a} {b}:{e}" for a, b, e in zip("zyx", box.begin, box.end, strict=True))
-    return f"block {index} ({where}): {type(error).__name__}: {error}"
-
-
-def mark_failed(markers: zarr.Array, index: int, box: Box, error: BaseException) -> str:
-    """Mark block ``index`` failed; return :func:`block_failure`'s line, plus the marker's own
-    error if that write failed too (a full disk): the block is reported either way, and a
-    block without a marker is simply computed again."""
-    what = block_failure(index, box, error)
-    try:
-        mark(markers, index, FAILED)
-    except OSError as err:
-        what += f"; its failed marker was not written either: {err}"
-    return what
-
-
-def located(error: OSError, array: zarr.Array, chunk: Sequence[int] | None = None) -> OSError:
-    """``error`` naming the folder of ``array`` (or the file of its chunk ``chunk``) unless it
-    names a file already: a ``write()`` that fails on a full disk names none."""
-    if error.filename is not None or error.errno is None:
-        return error
-    where = str(array.store_path).removeprefix("file://")
-    if chunk is not None:
-        where = f"{where}/{array.metadata.encode_chunk_key(tuple(chunk))}"
-    return OSError(error.errno, error.strerror, where)
-
-
 def stored_layout(path: str | Path) -> Layout | None:
     """The layout recorded in a partial output, or ``None`` if ``path`` holds no complete one."""
     try:
@@ -185,26 +166,6 @@ def require_done(path: str | Path) -> Layout:
     return layout
 
 
-def create_markers(group: zarr.Group, grid_shape: Sequence[int]) -> zarr.Array:
-    """The (all pending) marker array of a new partial output: one chunk per block."""
-    return group.create_array(
-        MARKERS,
-        shape=tuple(grid_shape),
-        chunks=(1,) * len(grid_shape),
-        dtype=np.uint8,
-        fill_value=PENDING,
-        compressors=None,
-    )
-
-
-def open_markers(path: str | Path, mode: str = "r+") -> zarr.Array:
-    """The marker array of the partial output at ``path``."""
-    node = zarr.open_group(str(path), mode="r" if mode == "r" else "r+")[MARKERS]
-    if not isinstance(node, zarr.Array):
-        raise InputError(f"{path}/{MARKERS} is not an array")
-    return node
-
-
 def shard_range(n_blocks: int, shard: int, n_shards: int) -> tuple[int, int]:
     """Contiguous flat block range ``[start, stop)`` of shard ``shard`` of ``n_shards``.
 
@@ -214,44 +175,3 @@ def shard_range(n_blocks: int, shard: int, n_shards: int) -> tuple[int, int]:
     if n_shards < 1 or not 0 <= shard < n_shards:
         raise InputError(f"shard must be in [0, n_shards), got shard {shard} of {n_shards}")
     return shard * n_blocks // n_shards, (shard + 1) * n_blocks // n_shards
-
-
-# Marker chunks per read.  Zarr fetches all chunks of one selection concurrently, about 2 KB of
-# buffers and bookkeeping each: one read of the 81,920 markers of a 20 GB run peaked 178 MB
-# above its start, in batches of 4096 it stayed within 11 MB.
-READ_BATCH = 4096
-
-
-def read_states(markers: zarr.Array, start: int, stop: int, batch: int = READ_BATCH) -> np.ndarray:
-    """Marker values of flat blocks ``[start, stop)``, reading only the z-planes that hold them,
-    a batch of whole y-rows (about ``batch`` markers) at a time."""
-    if stop <= start:
-        return np.zeros(0, dtype=np.uint8)
-    _, gy, gx = markers.shape
-    plane, rows = gy * gx, max(1, batch // gx)
-    z0, z1 = start // plane, -(-stop // plane)
-    parts = [
-        np.asarray(markers[z, y : y + rows]).reshape(-1)
-        for z in range(z0, z1)
-        for y in range(0, gy, rows)
-    ]
-    return np.concatenate(parts)[start - z0 * plane : stop - z0 * plane]
-
-
-def mark(markers: zarr.Array, flat_index: int, state: int) -> None:
-    """Set the marker of one block (its own chunk: safe from concurrent workers); an
-    ``OSError`` names the marker's file."""
-    index = tuple(int(i) for i in np.unravel_index(flat_index, markers.shape))
-    try:
-        markers[index] = state
-    except OSError as err:
-        raise located(err, markers, index) from err
-
-
-def count(states: np.ndarray) -> dict[str, int]:
-    """Counts of done, failed and pending (never finished) blocks."""
-    return {
-        "done": int(np.count_nonzero(states == DONE)),
-        "failed": int(np.count_nonzero(states == FAILED)),
-        "pending": int(np.count_nonzero(states == PENDING)),
-    }

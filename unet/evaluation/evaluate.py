@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from skimage.segmentation import watershed
 from unet.errors import InputError, InputTypeError
 from unet.evaluation.contingency import CROSS, as_foreground, blockwise_scores
 from unet.evaluation.isbi2012 import ChallengeScorer
+from unet.settings.schema import default
 
 PAPER_ISBI2012: dict[str, float] = {
     "warping_error": 0.000353,
@@ -72,11 +74,11 @@ class EvaluateConfig:
     only; the challenge's scores sweep their own thresholds (:mod:`unet.evaluation.isbi2012`).
     """
 
-    threshold: float = 0.5
-    postprocess: Literal["threshold", "watershed"] = "threshold"
-    seed_threshold: float = 0.9
+    threshold: float = default("evaluate", "threshold")
+    postprocess: Literal["threshold", "watershed"] = default("evaluate", "postprocess")
+    seed_threshold: float = default("evaluate", "seed_threshold")
     slices: tuple[int, ...] | None = None
-    warping: bool = True
+    warping: bool = default("evaluate", "warping")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -242,6 +244,13 @@ def _format(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _provenance(record: Any) -> str:
+    if not record:
+        return ""
+    text = html.escape(json.dumps(record, indent=2, default=str))
+    return f"<h2>Provenance</h2><pre style='text-align:left'>{text}</pre>"
+
+
 def write_report(
     path_html: str | Path,
     dataset: str,
@@ -252,7 +261,8 @@ def write_report(
     """Write a self-contained HTML report: a table of the scalar ``scores`` (with a column of
     ``paper`` figures, e.g. :data:`PAPER_ISBI2012`, where given, and :data:`PAPER_NOTE` under
     it) and ``images`` (titled PNG/JPEG/SVG files such as overlays or the training curve)
-    embedded as base64."""
+    embedded as base64; ``scores["provenance"]`` (model checksum, settings, versions:
+    :func:`unet.io.provenance.report`) closes the page."""
     header = "<tr><th>metric</th><th>this run</th>" + ("<th>paper</th>" if paper else "")
     rows = [header + "</tr>"]
     for key, value in scores.items():
@@ -291,6 +301,7 @@ def write_report(
             "</table>",
             f"<p>{html.escape(PAPER_NOTE)}</p>" if paper else "",
             *figures,
+            _provenance(scores.get("provenance")),
             "</body></html>",
         ]
     )

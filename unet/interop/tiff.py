@@ -60,7 +60,7 @@ def export_tiff(volume: str | Path, tiff: str | Path, overwrite: bool = False) -
             shape=tuple(array.shape),
             dtype=dtype,
             imagej=True,
-            resolution=(1000.0 / vy, 1000.0 / vx),
+            resolution=(1000.0 / vx, 1000.0 / vy),  # tifffile: (x, y) pixels per unit
             metadata={"axes": "ZYX", "spacing": vz / 1000.0, "unit": "um"},
         )
     return {"out": str(tiff), "shape": list(array.shape), "dtype": str(dtype)}

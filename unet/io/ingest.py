@@ -1,4 +1,5 @@
-"""Ingest: a multi-page TIFF or a Zarr array -> a chunked, compressed OME-Zarr volume.
+"""Ingest: a TIFF, a folder of TIFF/PNG sections or a Zarr array / OME-Zarr image of any tool
+(:mod:`unet.io.sources`) -> a chunked, compressed OME-Zarr volume with a pyramid for viewers.
 
 The source is streamed slab by slab (``chunks[0]`` slices at a time), so memory stays bounded
 by one slab whatever the volume size.  Every slab is validated on the way:
@@ -9,27 +10,36 @@ by one slab whatever the volume size.  Every slab is validated on the way:
           membrane 0 and cell 255), ``instances`` hold cell ids (0 = background); shape must
           equal the raw volume's; the volume must hold both classes (:mod:`unet.io.label_stats`).
 
-Output is written under ``<dst>.partial`` and renamed on success (:mod:`unet.io.outputs`).
+The voxel size and translation of an OME-Zarr source are kept; labels take the raw volume's
+(``like``), so that both routes (CLI, Snakemake) write the same.  Output is written under
+``<dst>.partial`` and renamed on success (:mod:`unet.io.outputs`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import tifffile
 import zarr
 
 from unet.errors import InputError
-from unet.geometry import Box, blocks
-from unet.io import ngff, outputs
+from unet.geometry import Box
+from unet.io import ngff, outputs, pyramid
 from unet.io.label_stats import check_counts
 from unet.io.rescale import percentile_window, to_uint8
+from unet.io.sources import Source
+from unet.settings.schema import default
 
 Kind = Literal["raw", "binary", "instances"]
+UNKNOWN_VOXEL = (1.0, 1.0, 1.0)
+"""The default voxel size, read as "not given": the source's or the ``like`` volume's wins."""
+
+log = logging.getLogger("unet.io.ingest")
+
+__all__ = ["IngestConfig", "Source", "ingest"]
 
 
 @dataclass(frozen=True)
@@ -37,22 +47,26 @@ class IngestConfig:
     """How to ingest one volume.
 
     kind : ``raw`` (EM image), ``binary`` (membrane mask) or ``instances`` (cell ids).
-    voxel_size : (z, y, x) in nanometres, written to the NGFF metadata.
+    voxel_size : (z, y, x) in nanometres, written to the NGFF metadata; :data:`UNKNOWN_VOXEL`
+        (the default) takes an OME-Zarr source's own, labels always take ``like``'s.
     chunks : output chunk shape (z, y, x); also the slab height used while streaming.
     shards : Zarr v3 shard shape (z, y, x), a multiple of ``chunks``, or None; with shards the
         slab height is the shard's (one file per shard: for file systems with file-count quotas).
     membrane_value : the value that marks membrane (background) in a ``binary`` mask.
     rescale : ``none`` (grey values as they are) or ``percentile``: raw stretched to uint8
         between the grey values at ``percentiles`` (:mod:`unet.io.rescale`; for uint16 EM).
+    pyramid_levels : OME-Zarr levels including level 0 (:mod:`unet.io.pyramid`: mean for raw,
+        nearest for labels).
     """
 
     kind: Kind = "raw"
-    voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    chunks: tuple[int, int, int] = (1, 512, 512)
-    shards: tuple[int, int, int] | None = None
-    membrane_value: int = 0
-    rescale: Literal["none", "percentile"] = "none"
-    percentiles: tuple[float, float] = (0.5, 99.5)
+    voxel_size: tuple[float, float, float] = default("dataset", "voxel_size")
+    chunks: tuple[int, int, int] = default("ingest", "chunks")
+    shards: tuple[int, int, int] | None = default("ingest", "shards")
+    membrane_value: int = default("dataset", "membrane_value")
+    rescale: Literal["none", "percentile"] = default("ingest", "rescale")
+    percentiles: tuple[float, float] = default("ingest", "percentiles")
+    pyramid_levels: int = default("ingest", "pyramid_levels")
 
     def __post_init__(self) -> None:
         if self.kind not in ("raw", "binary", "instances"):
@@ -69,68 +83,12 @@ class IngestConfig:
             raise InputError(f"rescale must be none or percentile, got {self.rescale!r}")
         if self.rescale != "none" and self.kind != "raw":
             raise InputError(f"rescale applies to raw images only, not to {self.kind} labels")
-
-
-class Source:
-    """A 3D (z, y, x) view of a TIFF file or Zarr array, read slab by slab."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: no such file")
-        self._tif: tifffile.TiffFile | None = None
-        self._zarr: Any = None
-        if self.path.is_dir() or self.path.suffix == ".zarr":
-            self._zarr = ngff.open_array(self.path)
-            shape, dtype = tuple(self._zarr.shape), np.dtype(self._zarr.dtype)
-        else:
-            try:
-                self._tif = tifffile.TiffFile(self.path)
-                series = self._tif.series[0]
-                shape, dtype = tuple(series.shape), np.dtype(series.dtype)
-            except Exception as err:  # tifffile raises many types for corrupt files
-                raise InputError(f"{self.path}: not a readable TIFF image ({err})") from err
-        if len(shape) == 2:
-            shape = (1, *shape)
-        problem = ""
-        if len(shape) != 3:
-            problem = (
-                f"expected a 2D image or a 3D (z, y, x) stack, got shape {shape} "
-                "(multi-channel and time series are not supported)"
-            )
-        elif any(s == 0 for s in shape):
-            problem = f"empty image of shape {shape}"
-        if problem:
-            self.close()
-            raise InputError(f"{self.path}: {problem}")
-        self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
-        self.dtype = dtype
-
-    def read(self, box: Box) -> np.ndarray:
-        """Read the slab ``box`` (whole y-x planes are read from TIFF pages)."""
-        if self._zarr is not None:
-            return np.asarray(self._zarr[box.to_slices()]).reshape(box.shape)
-        assert self._tif is not None
-        z0, z1 = box.begin[0], box.end[0]
-        try:
-            if len(self._tif.series[0].shape) == 2:
-                data = self._tif.series[0].asarray()[None]
-            else:
-                data = self._tif.series[0].asarray(key=range(z0, z1))
-                data = data.reshape((z1 - z0, *self.shape[1:]))
-        except Exception as err:
+        if isinstance(self.pyramid_levels, bool) or not isinstance(self.pyramid_levels, int):
+            raise InputError(f"pyramid_levels must be an integer, got {self.pyramid_levels!r}")
+        if self.pyramid_levels < 1:
             raise InputError(
-                f"{self.path}: cannot read slices {z0}..{z1 - 1} (truncated or corrupt TIFF? {err})"
-            ) from err
-        return np.asarray(data[(slice(None),) + box.to_slices()[1:]])
-
-    def slabs(self, depth: int) -> Iterator[tuple[Box, np.ndarray]]:
-        for box in blocks(self.shape, (depth, *self.shape[1:])):
-            yield box, self.read(box)
-
-    def close(self) -> None:
-        if self._tif is not None:
-            self._tif.close()
+                f"pyramid_levels must be >= 1 (level 0 included), got {self.pyramid_levels}"
+            )
 
 
 def _validate(
@@ -182,9 +140,11 @@ def ingest(
     like: str | Path | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Copy ``src`` (TIFF or Zarr) into a new OME-Zarr volume ``dst``; return a summary.
+    """Copy ``src`` (:class:`~unet.io.sources.Source`) into a new OME-Zarr volume ``dst`` with
+    ``config.pyramid_levels`` levels; return a summary.
 
-    ``like``: an ingested raw volume whose shape the labels must match.
+    ``like``: an ingested raw volume whose shape the labels must match, and whose voxel size
+    and translation they take (:func:`placement`).
     """
     source = Source(src)
     try:
@@ -209,6 +169,7 @@ def ingest(
                 str(source.path),
             )
             out_dtype = np.dtype(np.uint8)
+        voxel, origin = placement(config, source, like)
         seen: set[int] = set()
         counts = [0, 0]  # background, foreground pixels (labels)
         with outputs.staging(dst, overwrite=overwrite, inputs=(src, like)) as tmp:
@@ -217,7 +178,7 @@ def ingest(
                 source.shape,
                 out_dtype,
                 config.chunks,
-                config.voxel_size,
+                voxel,
                 attrs={
                     "stage": "ingest",
                     "source": str(source.path),
@@ -237,6 +198,7 @@ def ingest(
                 },
                 name=Path(dst).stem,
                 shards=config.shards,
+                translation=origin,
             )
             for box, data in source.slabs((config.shards or config.chunks)[0]):
                 data = _validate(data, config, source.path, box, seen, counts)
@@ -256,6 +218,8 @@ def ingest(
                     **ngff.attributes(tmp),
                     "label_counts": {"background": counts[0], "foreground": counts[1]},
                 }
+            method = "mean" if config.kind == "raw" else "nearest"
+            pyramid.build(tmp, config.pyramid_levels, array.shards or array.chunks, method=method)
     finally:
         source.close()
     return {
@@ -265,6 +229,43 @@ def ingest(
         "dst": str(dst),
         **summary,
     }
+
+
+def placement(
+    config: IngestConfig, source: Source, like: str | Path | None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Voxel size and translation (z, y, x; nanometres) of the ingested volume: labels take the
+    raw volume ``like``'s (a different explicit voxel size is an error); raw takes the
+    configured voxel size, else (:data:`UNKNOWN_VOXEL`) its source's, and its source's
+    translation."""
+    given = tuple(float(v) for v in config.voxel_size)
+    if len(given) != 3 or any(not v > 0 for v in given):
+        raise InputError(
+            f"voxel size must be 3 positive numbers (z, y, x), got {config.voxel_size}"
+        )
+    known = None if given == UNKNOWN_VOXEL else given
+    if like is not None:
+        ref = ngff.voxel_size(like)
+        if known is not None and not np.allclose(known, ref):
+            raise InputError(
+                f"{source.path}: voxel size {known} differs from {ref} of the raw volume {like}; "
+                "labels lie on the raw volume's grid (leave the voxel size out to take its)"
+            )
+        return ref, ngff.translation(like)
+    origin = source.translation or (0.0, 0.0, 0.0)
+    found = source.voxel_size
+    if known is None:
+        if found is not None and found != UNKNOWN_VOXEL:
+            log.info("%s: voxel size %s (z, y, x) nm from its metadata", source.path, found)
+        return found or UNKNOWN_VOXEL, origin
+    if found is not None and found != UNKNOWN_VOXEL and not np.allclose(found, known):
+        log.warning(
+            "%s: its metadata says voxel size %s nm, the settings %s: the settings win",
+            source.path,
+            found,
+            known,
+        )
+    return known, origin
 
 
 def _label_dtype(dtype: np.dtype) -> np.dtype:

@@ -94,7 +94,8 @@ def build(
 
     ``block_shape`` must be a multiple of level 0's chunks (each level keeps those chunks), so
     blocks never share a chunk.  ``client``: a Dask client, or ``None`` to run here.
-    ``method``: ``mean`` (images) or ``nearest`` (labels, :func:`subsample`).
+    ``method``: ``mean`` (images) or ``nearest`` (labels, :func:`subsample`).  The NGFF
+    metadata then lists the levels, each placed by :func:`unet.io.ngff.level_transforms`.
     """
     if method not in ("mean", "nearest"):
         raise InputError(f"pyramid method must be 'mean' or 'nearest', got {method!r}")
@@ -124,3 +125,4 @@ def build(
                     f"{path}: pyramid level {level}, block {outcome.item.box} failed: "
                     f"{outcome.error}"
                 ) from outcome.error
+    ngff.set_levels(path, levels, method)  # scale and (mean: half-voxel) translation per level

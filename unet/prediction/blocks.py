@@ -36,11 +36,17 @@ from unet.checkpoint import checksum, load_model
 from unet.cluster import blockstate
 from unet.cluster.blockstate import Layout
 from unet.errors import InputError
-from unet.geometry import Box, Tile, TilePlan, read_mirrored
+from unet.geometry import Box, Tile, TilePlan
 from unet.io import ngff
-from unet.io.normalize import to_unit
-from unet.prediction import tiles as inference
-from unet.prediction.tiles import CudaGraphs, Precision, Predictor, tile_plan
+from unet.prediction.tiles import (
+    CudaGraphs,
+    Precision,
+    Predictor,
+    read_batch,
+    resolve_device,
+    tile_outputs,
+    tile_plan,
+)
 
 log = logging.getLogger("unet.prediction.run")
 
@@ -70,24 +76,6 @@ class BlockJob:
     index: int
     tiles_per_batch: int
     prefetch: int
-
-
-def resolve_device(device: str) -> torch.device:
-    """:func:`unet.prediction.tiles.resolve_device`, except that a bare ``cuda`` (or ``auto`` on a
-    GPU
-    node) inside a Dask worker named by an integer (LocalCluster) picks GPU
-    ``name % device_count``: one worker per GPU."""
-    device = str(inference.resolve_device(device))
-    if device == "cuda" and torch.cuda.device_count() > 1:
-        try:
-            from distributed import get_worker
-
-            name = get_worker().name
-        except (ImportError, ValueError):
-            name = 0
-        if isinstance(name, int):
-            device = f"cuda:{name % torch.cuda.device_count()}"
-    return torch.device(device)
 
 
 def quantise(prob: torch.Tensor, dtype: str) -> torch.Tensor:
@@ -200,7 +188,7 @@ class Engine:
 
         def read(k: int) -> Future[torch.Tensor]:
             dest = None if slots is None else slots[k % len(slots)]
-            return self.readers.submit(_read_batch, raw, batches[k], z0, two_d, dest)
+            return self.readers.submit(read_batch, raw, batches[k], two_d, z0, dest)
 
         pending = deque(read(k) for k in range(min(job.prefetch + 1, len(batches))))
         unit_z = (out.shards or out.chunks)[0]  # partial writes only ever cover whole shards
@@ -213,10 +201,8 @@ class Engine:
             if k + job.prefetch + 1 < len(batches):
                 pending.append(read(k + job.prefetch + 1))
             values = self._forward(x, layout.output_dtype)
-            for i, tile in enumerate(batch):
-                part = values[i * per_tile : (i + 1) * per_tile] if two_d else values[i]
-                inner = tile.write.to_slices(relative_to=tile.output)
-                buffer[tile.write.to_slices(relative_to=block)] = part[inner]
+            for tile, part in tile_outputs(values, batch, two_d):
+                buffer[tile.write.to_slices(relative_to=block)] = part
             done += len(batch)
             ready = _ready_rows(done // row, plan.block_shape[0], block.shape[0], unit_z)
             if ready > written:
@@ -253,33 +239,7 @@ class Engine:
     def _values(self, x: torch.Tensor, dtype: str) -> torch.Tensor:
         """Batch on the device -> stored values on the device (quantised there: the copy to
         the host moves uint8, a quarter of float32's bytes)."""
-        if x.dtype == torch.uint8:  # to_unit on the device: the same float32 division
-            x = x.float() / 255
         return quantise(self.predictor.forward(x), dtype)
-
-
-def _read_batch(
-    raw: Any, tiles: list[Tile], z0: int, two_d: bool, dest: torch.Tensor | None
-) -> torch.Tensor:
-    """Read the hull of the tiles' read boxes once (raw coordinates are shifted by ``z0``) and
-    stack the tiles as the net's batch ``(B, 1, *S_in)``: into ``dest`` (pinned, CUDA) as raw
-    uint8 to be normalised on the device, else normalised here with ``to_unit``."""
-    hull = Box.from_bounds(
-        [min(t.read.begin[a] for t in tiles) for a in range(3)],
-        [max(t.read.end[a] for t in tiles) for a in range(3)],
-    )
-    data = read_mirrored(raw, hull.shift((z0, 0, 0)))
-    if dest is None or dest.dtype != torch.uint8:
-        data = to_unit(data)
-    per = tiles[0].read.shape[0] if two_d else 1
-    shape = (len(tiles) * per, 1, *tiles[0].read.shape[3 - (2 if two_d else 3) :])
-    out = np.empty(shape, dtype=data.dtype) if dest is None else dest.numpy()
-    for i, t in enumerate(tiles):
-        out[i * per : (i + 1) * per, 0] = data[t.read.to_slices(relative_to=hull)]
-    if dest is None:
-        return torch.from_numpy(out)
-    out[len(tiles) * per :] = 0  # a short last batch keeps the batch shape (no re-tuning)
-    return dest
 
 
 def _ready_rows(rows_done: int, tile_z: int, block_z: int, chunk_z: int) -> int:

@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
-from unet.cluster.executors import LOCAL_DASHBOARD, is_address
+from unet.cluster.executors import is_address
 from unet.errors import InputError
 from unet.geometry import Coord, as_coord, check_multiple
 from unet.io.ngff import compressor
 from unet.prediction.tiles import Precision
+from unet.settings.schema import default, factory
 
 OUTPUT_DTYPES = ("uint8", "float16", "float32")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -69,34 +70,34 @@ class PredictConfig:
     progress_seconds : interval of progress log lines.
     """
 
-    block_shape: Coord = (1, 1024, 1024)
-    chunks: Coord = (1, 512, 512)
-    shard_shape: Coord | None = None
-    tile_shape: Coord | None = None
-    tiles_per_batch: int = 1
-    device: str = "auto"
-    precision: Precision = "fp32"
-    channels_last: bool = True
-    compile: bool = False
-    cuda_graphs: bool = False
-    output_dtype: str = "uint8"
-    compression: str = "zstd:1"
-    cluster: str = "local"
-    dashboard_address: str = LOCAL_DASHBOARD
-    workers: int = 1
-    concurrent_blocks: int = 1
-    threads: int = 1
+    block_shape: Coord = default("predict", "block_shape")
+    chunks: Coord = default("predict", "chunks")
+    shard_shape: Coord | None = default("predict", "shard_shape")
+    tile_shape: Coord | None = default("predict", "tile_shape")
+    tiles_per_batch: int = default("predict", "tiles_per_batch")
+    device: str = default("predict", "device")
+    precision: Precision = default("predict", "precision")
+    channels_last: bool = default("predict", "channels_last")
+    compile: bool = default("predict", "compile")
+    cuda_graphs: bool = default("predict", "cuda_graphs")
+    output_dtype: str = default("predict", "output_dtype")
+    compression: str = default("predict", "compression")
+    cluster: str = default("predict", "cluster")
+    dashboard_address: str = default("predict", "dashboard_address")
+    workers: int = default("predict", "workers")
+    concurrent_blocks: int = default("predict", "concurrent_blocks")
+    threads: int = default("predict", "threads")
     processes: bool = True
-    slurm: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    slurm: Mapping[str, Any] = field(default_factory=factory("predict", "slurm"), hash=False)
     max_in_flight: int | None = None
-    io_threads: int = 2
-    prefetch: int = 1
-    pyramid_levels: int = 1
-    resume: bool = True
-    normalize: str = "auto"
+    io_threads: int = default("predict", "io_threads")
+    prefetch: int = default("predict", "prefetch")
+    pyramid_levels: int = default("predict", "pyramid_levels")
+    resume: bool = default("predict", "resume")
+    normalize: str = default("predict", "normalize")
     overwrite: bool = False
-    max_failures: int = 1
-    progress_seconds: float = 30.0
+    max_failures: int = default("predict", "max_failures")
+    progress_seconds: float = default("predict", "progress_seconds")
 
     def __post_init__(self) -> None:
         for name in ("block_shape", "chunks", "shard_shape", "tile_shape"):

@@ -136,7 +136,7 @@ def prepare_output(
         log.warning("%s: %s; starting over", partial, why)
         outputs.remove(partial)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    voxel = ngff.voxel_size(raw_path) if ngff.is_volume(raw_path) else (1.0, 1.0, 1.0)
+    voxel, origin = ngff.placement(raw_path, (layout.z_range[0], 0, 0))  # overlays the raw
     attrs = {
         "stage": "predict",
         "model": str(model_path),
@@ -157,6 +157,7 @@ def prepare_output(
         name=Path(out_path).stem,
         compression=config.compression,
         shards=config.shard_shape,
+        translation=origin,
     )
     blockstate.create_markers(zarr.open_group(str(partial), mode="r+"), layout.grid_shape)
     log.info("%s: prepared %d blocks of %s", partial, layout.n_blocks, layout.block_shape)
@@ -197,6 +198,9 @@ def _run(
     states = blockstate.read_states(markers, start, stop)
     todo = start + np.flatnonzero(states != blockstate.DONE)
     before = blockstate.count(states)
+    compactor = blockstate.Compactor(
+        markers, start, stop, settled=start + np.flatnonzero(states == blockstate.DONE)
+    )
     log.info(
         "shard %d/%d: blocks [%d, %d): %d done, %d to compute (%d failed before)",
         shard,
@@ -234,12 +238,15 @@ def _run(
     ):
         if outcome.error is None:
             progress.update(outcome.value["voxels"])
+            compactor.finished(outcome.item.index)
             continue
         index, error = outcome.item.index, outcome.error
         failed.append(index)
         what = blockstate.mark_failed(markers, index, layout.block(index), error)
+        compactor.finished(index)
         first = first or what
         log.error("%s", what, exc_info=None if isinstance(error, OSError) else error)
+    compactor.flush()
     progress.report()
     seconds = time.perf_counter() - progress.start
     summary = {
@@ -290,9 +297,7 @@ def _finalize(out_path: str | Path, config: PredictConfig, client: Any) -> dict[
     with outputs.staging(out_path, config.overwrite, keep_partial=True, inputs=inputs) as tmp:
         pyramid.build(tmp, config.pyramid_levels, layout.block_shape, client, _in_flight(config))
         group = zarr.open_group(str(tmp), mode="r+")
-        attrs: dict[str, Any] = group.attrs.asdict()
-        name = attrs["ome"]["multiscales"][0]["name"]
-        group.attrs["ome"] = ngff.multiscales(ngff.voxel_size(tmp), config.pyramid_levels, name)
+        attrs: dict[str, Any] = group.attrs.asdict()  # pyramid.build wrote the levels' metadata
         prov = dict(attrs["unet"])
         prov.update(
             completed=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

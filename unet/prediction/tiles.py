@@ -7,7 +7,7 @@ with no context.  A 3D net convolves all three axes.  Either way a tile is plann
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any, Literal
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from unet.errors import InputError
-from unet.geometry import Coord, Tile, TilePlan, check_multiple, read_mirrored
+from unet.geometry import Box, Coord, Tile, TilePlan, check_multiple, read_mirrored
 from unet.io.normalize import to_unit
 from unet.model import UNet
 
@@ -67,16 +67,34 @@ def check_context(model: UNet, volume_shape: Sequence[int], name: str = "volume"
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``ValueError`` for CUDA without CUDA."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            f"device {name!r} requested but this torch {torch.__version__} sees no "
-            "CUDA device (CPU-only build, or no GPU allocated to the job?)"
-        )
+    """``auto`` -> CUDA when available, else CPU; ``InputError`` for CUDA without CUDA.
+
+    A bare ``cuda`` (or ``auto`` on a GPU node) with several GPUs picks one: inside a Dask
+    worker named by an integer (LocalCluster) GPU ``name % device_count`` (one worker per
+    GPU), elsewhere GPU 0.
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "auto":
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(
+                f"device {name!r} requested but this torch {torch.__version__} sees no "
+                "CUDA device (CPU-only build, or no GPU allocated to the job?)"
+            )
+    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
+        device = torch.device(f"cuda:{_worker_number() % torch.cuda.device_count()}")
     return device
+
+
+def _worker_number() -> int:
+    """The integer name of the Dask worker running this (LocalCluster's), else 0."""
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return 0
+    return name if isinstance(name, int) else 0
 
 
 def autocast(device: torch.device, precision: Precision, cache: bool = True) -> Any:
@@ -121,8 +139,13 @@ class Predictor:
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, *S_in)`` float32 -> foreground probability ``(B, *S_out)`` float32."""
-        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        """``(B, 1, *S_in)`` grey values (float32 in [0, 1], or raw uint8, normalised here on the
+        device by the same float32 division as :func:`unet.io.normalize.to_unit`) ->
+        foreground probability ``(B, *S_out)`` float32."""
+        x = batch.to(self.device, non_blocking=True)
+        if x.dtype == torch.uint8:
+            x = x.float() / 255
+        x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.precision, self.autocast_cache):
             logits = self.model(x)
         return 1.0 - torch.softmax(logits.float(), dim=1)[:, 0]
@@ -132,16 +155,47 @@ class Predictor:
         t = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
         return t[:, None] if self.model.ndim == 2 else t[None, None]
 
-    def from_batch(self, prob: torch.Tensor) -> np.ndarray:
-        """The net's output batch -> a ``(z, y, x)`` output box."""
-        out = prob if self.model.ndim == 2 else prob[0]
-        return out.cpu().numpy()
-
     def predict_tile(self, array: Any, tile: Tile) -> np.ndarray:
         """Probabilities for ``tile.write`` of ``array`` (mirror-extrapolated at its border)."""
-        data = to_unit(read_mirrored(array, tile.read))
-        out = self.from_batch(self.forward(self.to_batch(data)))
-        return out[tile.write.to_slices(relative_to=tile.output)]
+        two_d = self.model.ndim == 2
+        values = self.forward(read_batch(array, [tile], two_d)).cpu().numpy()
+        return next(tile_outputs(values, [tile], two_d))[1]
+
+
+def read_batch(
+    raw: Any, tiles: Sequence[Tile], two_d: bool, z0: int = 0, dest: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Read the hull of the tiles' read boxes once (``raw`` coordinates are shifted by ``z0``)
+    and stack the tiles as the net's batch ``(B, 1, *S_in)``: a 2D net's tile is one sample per
+    z slice, a 3D net's one sample.  Into ``dest`` (pinned, CUDA) as raw uint8 to be normalised
+    on the device (:meth:`Predictor.forward`), else normalised here with ``to_unit``."""
+    hull = Box.from_bounds(
+        [min(t.read.begin[a] for t in tiles) for a in range(3)],
+        [max(t.read.end[a] for t in tiles) for a in range(3)],
+    )
+    data = read_mirrored(raw, hull.shift((z0, 0, 0)))
+    if dest is None or dest.dtype != torch.uint8:
+        data = to_unit(data)
+    per = tiles[0].read.shape[0] if two_d else 1
+    shape = (len(tiles) * per, 1, *tiles[0].read.shape[3 - (2 if two_d else 3) :])
+    out = np.empty(shape, dtype=data.dtype) if dest is None else dest.numpy()
+    for i, t in enumerate(tiles):
+        out[i * per : (i + 1) * per, 0] = data[t.read.to_slices(relative_to=hull)]
+    if dest is None:
+        return torch.from_numpy(out)
+    out[len(tiles) * per :] = 0  # a short last batch keeps the batch shape (no re-tuning)
+    return dest
+
+
+def tile_outputs(
+    values: np.ndarray, tiles: Sequence[Tile], two_d: bool
+) -> Iterator[tuple[Tile, np.ndarray]]:
+    """Each tile and its write box, cut from the net's output ``(B, *S_out)`` for the batch
+    that :func:`read_batch` stacked."""
+    per = tiles[0].output.shape[0] if two_d else 1
+    for i, tile in enumerate(tiles):
+        part = values[i * per : (i + 1) * per] if two_d else values[i]
+        yield tile, part[tile.write.to_slices(relative_to=tile.output)]
 
 
 class CudaGraphs:

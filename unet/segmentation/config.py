@@ -13,6 +13,7 @@ from unet.cluster.executors import is_address
 from unet.errors import InputError
 from unet.geometry import Coord, as_coord, check_multiple
 from unet.io.ngff import compressor
+from unet.settings.schema import default
 
 MODES = ("2d", "3d", "threshold")
 LABEL_DTYPES = ("uint32", "uint64")
@@ -48,28 +49,28 @@ class SegmentConfig:
     resume, overwrite, max_failures, progress_seconds : as for prediction.
     """
 
-    mode: Literal["2d", "3d", "threshold"] = "2d"
-    threshold: float = 0.5
-    seed_distance: float = 2.0
-    merge_threshold: float = 0.5
-    halo: int = 32
-    min_size: int = 0
-    block_shape: Coord = (1, 1024, 1024)
-    chunks: Coord = (1, 512, 512)
-    output_dtype: str = "uint32"
-    compression: str = "zstd:1"
-    pyramid_levels: int = 1
-    cluster: str = "none"
-    workers: int = 1
-    concurrent_blocks: int = 1
-    threads: int = 1
+    mode: Literal["2d", "3d", "threshold"] = default("segment", "mode")
+    threshold: float = default("segment", "threshold")
+    seed_distance: float = default("segment", "seed_distance")
+    merge_threshold: float = default("segment", "merge_threshold")
+    halo: int = default("segment", "halo")
+    min_size: int = default("segment", "min_size")
+    block_shape: Coord = default("segment", "block_shape")
+    chunks: Coord = default("segment", "chunks")
+    output_dtype: str = default("segment", "output_dtype")
+    compression: str = default("segment", "compression")
+    pyramid_levels: int = default("segment", "pyramid_levels")
+    cluster: str = default("segment", "cluster")
+    workers: int = default("segment", "workers")
+    concurrent_blocks: int = default("segment", "concurrent_blocks")
+    threads: int = default("segment", "threads")
     processes: bool = True
     slurm: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    max_in_flight: int | None = None
-    resume: bool = True
+    max_in_flight: int | None = default("segment", "max_in_flight")
+    resume: bool = default("segment", "resume")
     overwrite: bool = False
-    max_failures: int = 1
-    progress_seconds: float = 30.0
+    max_failures: int = default("segment", "max_failures")
+    progress_seconds: float = default("segment", "progress_seconds")
 
     def __post_init__(self) -> None:
         for name in ("block_shape", "chunks"):

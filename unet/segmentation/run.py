@@ -185,29 +185,29 @@ def _run_pass(
         for i in todo
     )
     start = last = time.perf_counter()
-    done, failed = 0, list[int]()
+    done, failed, first = 0, list[int](), None
     for outcome in executors.map_bounded(
         client, run_job, jobs, _in_flight(config), stop=lambda: len(failed) >= config.max_failures
     ):
         if outcome.error is not None:
-            failed.append(outcome.item.index)
-            blockstate.mark(markers, outcome.item.index, blockstate.FAILED)
+            index, error = outcome.item.index, outcome.error
+            failed.append(index)
+            # the marker write may fail too (a full disk): the block is reported either way
+            what = blockstate.mark_failed(markers, index, layout.block(index), error)
+            first = first or what
             log.error(
-                "segment %s: block %d failed: %s",
-                step,
-                outcome.item.index,
-                outcome.error,
-                exc_info=outcome.error,
+                "segment %s: %s", step, what, exc_info=None if isinstance(error, OSError) else error
             )
             continue
         done += 1
         if time.perf_counter() - last >= config.progress_seconds:
             last = time.perf_counter()
             log.info("segment %s: %d/%d blocks", step, done, len(todo))
-    if failed:
+    if first is not None:
         raise BlockError(
             f"{partial}: pass {step}: {len(failed)} block(s) failed (first: {failed[:10]}); "
-            "rerun to resume",
+            f"{len(todo) - done - len(failed)} not started; rerun to resume. "
+            f"First failure: {first}",
             failed,
         )
     seconds = time.perf_counter() - start

@@ -24,9 +24,10 @@ from unet.evaluation.evaluate import (
 )
 from unet.evaluation.instances import segmentation_scores
 from unet.geometry import Box, Window
-from unet.io import ngff, outputs
+from unet.io import ngff, outputs, provenance
 from unet.io.label_stats import check_counts
 from unet.io.slices import parse_slices
+from unet.settings.schema import default
 from unet.weights.volume import weight_volume
 
 log = logging.getLogger("unet.stages.pipeline")
@@ -50,11 +51,34 @@ class WeightsConfig:
     """Border weight maps: see :func:`unet.weights.border.weight_map` for w0, sigma,
     class_weights."""
 
-    w0: float = 10.0
-    sigma: float = 5.0
-    class_weights: Literal["balanced", "none"] = "balanced"
-    ndim: int = 2
-    block: tuple[int, int, int] = (1, 512, 512)
+    w0: float = default("weights", "w0")
+    sigma: float = default("weights", "sigma")
+    class_weights: Literal["balanced", "none"] = default("weights", "class_weights")
+    ndim: int = default("weights", "ndim")
+    block: tuple[int, int, int] = default("weights", "block")
+    separation: int = default("train", "separation")  # the training target's, see TrainConfig
+
+    def __post_init__(self) -> None:
+        if isinstance(self.w0, bool) or not isinstance(self.w0, int | float) or self.w0 < 0:
+            raise InputError(f"weights.w0 must be a number >= 0, got {self.w0!r}")
+        if (
+            isinstance(self.sigma, bool)
+            or not isinstance(self.sigma, int | float)
+            or self.sigma <= 0
+        ):
+            raise InputError(f"weights.sigma must be a number > 0, got {self.sigma!r}")
+        if self.class_weights not in ("balanced", "none"):
+            raise InputError(
+                f"weights.class_weights must be 'balanced' or 'none', got {self.class_weights!r}"
+            )
+        if self.ndim not in (2, 3):
+            raise InputError(f"weights.ndim must be 2 or 3, got {self.ndim!r}")
+        block = tuple(self.block)
+        if len(block) != 3 or not all(isinstance(b, int) and b >= 1 for b in block):
+            raise InputError(f"weights.block must be 3 integers >= 1 (z, y, x), got {self.block!r}")
+        object.__setattr__(self, "block", block)
+        if not isinstance(self.separation, int) or self.separation < 0:
+            raise InputError(f"train.separation must be an integer >= 0, got {self.separation!r}")
 
 
 def weights_stage(
@@ -103,6 +127,7 @@ def weights_stage(
             class_weights=None if config.class_weights == "none" else "balanced",
             ndim=config.ndim,
             from_mask=from_mask,
+            separation=config.separation,
             block_shape=block,
             count_slices=None
             if count_slices is None
@@ -171,6 +196,9 @@ def evaluate_stage(
         scores.update(segmentation_scores(seg, truth, z))
     scores["dataset"] = dataset
     scores["slices"] = slices or "all"
+    scores["provenance"] = provenance.report(  # model checksum, settings, versions
+        ngff.attributes(prediction_path), prediction_path, evaluate_config=asdict(config)
+    )
     for path in (out_json, overlay_png, report_html):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     mid = z[len(z) // 2]
@@ -204,7 +232,13 @@ def scores_table(json_paths: Sequence[str | Path]) -> str:
         "held-out training slices. pixel_disagreement (1 - accuracy) and iou are of this "
         "project's segmentation at its threshold."
     )
-    return "\n".join(lines) + "\n" + note + "\n"
+    made = [
+        f"- {r['dataset']}: {provenance.summary(r['provenance'])}"
+        for r in rows
+        if "provenance" in r
+    ]
+    made_by = "\nProvenance:\n" + "\n".join(made) + "\n" if made else ""
+    return "\n".join(lines) + "\n" + note + "\n" + made_by
 
 
 _THRESHOLD_OF = {

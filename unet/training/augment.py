@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from unet.errors import InputError, InputTypeError
+from unet.settings.schema import default
 
 Range = tuple[float, float]
 Factors = tuple[np.ndarray, np.ndarray]  # (rows, m) @ (m, X): positions of one axis
@@ -55,16 +56,16 @@ class AugmentConfig:
         The paper names grey-value variations but gives no sizes; the defaults are mild.
     """
 
-    rotation: float = 180.0
-    shift: float = 0.0
-    flips: bool = True
-    elastic: bool = True
-    elastic_grid: int = 3
-    elastic_sigma: float = 10.0
-    elastic_3d: bool = False
-    brightness: Range = (-0.1, 0.1)
-    contrast: Range = (0.9, 1.1)
-    gamma: Range = (0.8, 1.25)
+    rotation: float = default("train.augment", "rotation")
+    shift: float = default("train.augment", "shift")
+    flips: bool = default("train.augment", "flips")
+    elastic: bool = default("train.augment", "elastic")
+    elastic_grid: int = default("train.augment", "elastic_grid")
+    elastic_sigma: float = default("train.augment", "elastic_sigma")
+    elastic_3d: bool = default("train.augment", "elastic_3d")
+    brightness: Range = default("train.augment", "brightness")
+    contrast: Range = default("train.augment", "contrast")
+    gamma: Range = default("train.augment", "gamma")
 
     def __post_init__(self) -> None:
         for name in ("flips", "elastic", "elastic_3d"):

@@ -12,6 +12,7 @@ import torch
 from unet.errors import InputError, InputTypeError
 from unet.io.slices import parse_slices
 from unet.model import input_size
+from unet.settings.schema import default
 from unet.training.augment import AugmentConfig
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -66,35 +67,40 @@ class TrainConfig:
     none.
     deterministic : deterministic algorithms, no cuDNN benchmark; on the CPU a resumed run
         then ends with bit-identical weights.
+    separation : width in px of the separation border between touching instances
+        (:func:`unet.weights.border.separation_border`), background in the training target
+        (:class:`unet.training.sampler.PatchDataset`) and in the weight map (the weights stage
+        reads the same setting); 0: none; no effect on binary masks.
     """
 
-    base_channels: int = 64
-    depth: int = 4
-    ndim: int = 2
-    batch_norm: bool = False
-    dropout: float = 0.5
-    output_tile: tuple[int, ...] = (388, 388)
-    steps: int = 20000
-    batch_size: int = 1
-    lr: float = 0.01
-    momentum: float = 0.99
-    weight_decay: float = 0.0
-    schedule: Schedule = "poly"
-    poly_power: float = 0.9
-    seed: int = 0
+    base_channels: int = default("model", "base_channels")
+    depth: int = default("model", "depth")
+    ndim: int = default("model", "ndim")
+    batch_norm: bool = default("model", "batch_norm")
+    dropout: float = default("model", "dropout")
+    output_tile: tuple[int, ...] = default("train", "output_tile")
+    steps: int = default("train", "steps")
+    batch_size: int = default("train", "batch_size")
+    lr: float = default("train", "lr")
+    momentum: float = default("train", "momentum")
+    weight_decay: float = default("train", "weight_decay")
+    schedule: Schedule = default("train", "schedule")
+    poly_power: float = default("train", "poly_power")
+    seed: int = default("train", "seed")
     train_slices: Slices | None = None
     val_slices: Slices = ()
-    val_every: int = 0
-    log_every: int = 100
-    checkpoint_every: int = 500
-    checkpoint_seconds: float = 600.0
-    device: str = "auto"
-    precision: Precision = "fp32"
-    channels_last: bool = True
-    cudnn_benchmark: bool = True
-    workers: int = 2
+    val_every: int = default("train", "val_every")
+    log_every: int = default("train", "log_every")
+    checkpoint_every: int = default("train", "checkpoint_every")
+    checkpoint_seconds: float = default("train", "checkpoint_seconds")
+    device: str = default("train", "device")
+    precision: Precision = default("train", "precision")
+    channels_last: bool = default("train", "channels_last")
+    cudnn_benchmark: bool = default("train", "cudnn_benchmark")
+    workers: int = default("train", "workers")
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
-    deterministic: bool = False
+    deterministic: bool = default("train", "deterministic")
+    separation: int = default("train", "separation")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_tile", tuple(int(t) for t in self.output_tile))
@@ -116,6 +122,7 @@ class TrainConfig:
             self.depth >= 1 and self.base_channels >= 1,
             f"depth and base_channels must be >= 1, got {self.depth}, {self.base_channels}",
         )
+        _require(self.depth <= 6, f"depth must be <= 6, got {self.depth}")
         _require(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
         _require(
             len(self.output_tile) == self.ndim,
@@ -158,6 +165,10 @@ class TrainConfig:
             f"precision must be fp32, bf16 or fp16, got {self.precision!r}",
         )
         _require(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
+        _require(
+            isinstance(self.separation, int) and self.separation >= 0,
+            f"separation must be an integer >= 0, got {self.separation!r}",
+        )
         if self.device != "auto":
             try:
                 torch.device(self.device)

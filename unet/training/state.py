@@ -48,7 +48,7 @@ SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 log = logging.getLogger("unet.training.loop")
 
 
-class Preempted(stage.Preempted):
+class Preempted(Exception):
     """Training stopped on a signal after writing its state; resubmit the job to resume.
 
     :func:`unet.stages.runner.run` turns it into exit status :data:`EXIT_PREEMPTED`.

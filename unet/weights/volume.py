@@ -40,6 +40,7 @@ from unet.weights.border import (
     instances_from_mask,
     reach,
     resolve_class_weights,
+    separate,
     weight_map,
 )
 
@@ -56,6 +57,7 @@ def weight_volume(
     block_shape: Sequence[int] | None = None,
     sampling: float | Sequence[float] | None = None,
     count_slices: Sequence[int] | None = None,
+    separation: int = 0,
 ) -> dict[str, Any]:
     """Write the weight map of ``labels`` into ``out``, one Dask task per write block.
 
@@ -72,12 +74,17 @@ def weight_volume(
     window.
     block_shape : write-block shape, a multiple of ``out``'s chunks (default: the chunks).
     count_slices : z indices whose pixels the ``"balanced"`` class weights count (default: all).
+    separation : width of the separation border between touching instances
+        (:func:`unet.weights.border.separation_border`, per slice for ``ndim=2``), made
+        background before the class weights are counted and the border term is computed, as in
+        the training target (:class:`unet.training.sampler.PatchDataset` ``separation``, which
+        must be the same); 0: none.  Instances from a mask never touch: no effect there.
 
     Returns
     -------
     Provenance: ``w0``, ``sigma``, ``class_weights`` used, ``counts`` (background, cell pixels
     of the counted slices), ``count_slices`` (``None``: all),
-    ``halo``, ``cutoff``, ``ndim``, ``from_mask`` and ``block_shape``.
+    ``halo``, ``cutoff``, ``ndim``, ``from_mask``, ``separation`` and ``block_shape``.
 
     The blocks run under the active Dask scheduler (threads by default, a
     ``dask.distributed.Client`` if one is active).
@@ -92,10 +99,15 @@ def weight_volume(
     check_multiple(block, chunks, "block_shape", "out's chunks")
     # validate the parameters (with weight_map's own messages) before reading any block
     weight_map(np.zeros((1,) * ndim, np.int32), w0, sigma, class_weights, None, sampling)
+    if not isinstance(separation, int | np.integer) or separation < 0:
+        raise InputError(f"separation must be an integer >= 0, got {separation!r}")
 
     if not from_mask and not np.issubdtype(np.dtype(labels.dtype), np.integer):
         raise InputTypeError(f"labels must be integer instance labels, got dtype {labels.dtype}")
-    halo = (0,) * (len(shape) - ndim) + reach(sigma, ndim, sampling)
+    # cells within R of a block pixel, and their separation borders (within `separation`)
+    halo = (0,) * (len(shape) - ndim) + tuple(
+        r + int(separation) for r in reach(sigma, ndim, sampling)
+    )
     counted_z = None if count_slices is None else sorted({int(z) for z in count_slices})
     if counted_z is not None and not (
         len(shape) == 3 and counted_z and 0 <= counted_z[0] <= counted_z[-1] < shape[0]
@@ -109,7 +121,17 @@ def weight_volume(
     source = dask.delayed(labels, name=f"weight-volume-labels-{run}")
     target = dask.delayed(out, name=f"weight-volume-out-{run}")
     grid = list(blocks(shape, block))
-    counted = dask.compute(*(dask.delayed(_count)(source, b, from_mask, counted_z) for b in grid))
+    # the separation border of a voxel depends on the voxels within `separation` of it
+    near = (0,) * (len(shape) - ndim) + (int(separation),) * ndim
+    volume = Box.from_shape(shape)
+    counted = dask.compute(
+        *(
+            dask.delayed(_count)(
+                source, b, b.grow(near).intersect(volume), from_mask, counted_z, separation, ndim
+            )
+            for b in grid
+        )
+    )
     counts = (sum(c[0] for c in counted), sum(c[1] for c in counted))
     if from_mask:
         values = sorted(set().union(*(c[2] for c in counted)))
@@ -117,8 +139,14 @@ def weight_volume(
             raise InputError(f"labels must be a binary mask for from_mask=True, found {values}")
     used = resolve_class_weights(class_weights, counts=counts)
 
-    volume = Box.from_shape(shape)
-    options = {"w0": w0, "sigma": sigma, "class_weights": used, "ndim": ndim, "sampling": sampling}
+    options = {
+        "w0": w0,
+        "sigma": sigma,
+        "class_weights": used,
+        "ndim": ndim,
+        "sampling": sampling,
+        "separation": int(separation),
+    }
     tasks = [
         dask.delayed(_write_block)(
             source, target, b, b.grow(halo).intersect(volume), from_mask, options
@@ -136,16 +164,28 @@ def weight_volume(
         "cutoff": cutoff(sigma),
         "ndim": ndim,
         "from_mask": from_mask,
+        "separation": int(separation),
         "block_shape": list(block),
     }
 
 
 def _count(
-    labels: Any, box: Box, from_mask: bool, count_slices: Sequence[int] | None
+    labels: Any,
+    box: Box,
+    window: Box,
+    from_mask: bool,
+    count_slices: Sequence[int] | None,
+    separation: int,
+    ndim: int,
 ) -> tuple[int, int, set[Any]]:
     """Background and cell pixel counts of one block (of its slices in ``count_slices``,
-    where given), and the values of the whole block for a mask."""
-    data = np.asarray(labels[box.to_slices()])
+    where given; instances less their separation border, read with its context ``window``),
+    and the values of the whole block for a mask."""
+    if from_mask or not separation:
+        data = np.asarray(labels[box.to_slices()])
+    else:
+        data = separate(np.asarray(labels[window.to_slices()]), separation, ndim)
+        data = data[box.to_slices(relative_to=window)]
     values = set(np.unique(data).tolist()) if from_mask else set()
     if count_slices is not None:
         z0 = box.begin[0]

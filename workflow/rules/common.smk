@@ -1,5 +1,6 @@
 # Config validation, each dataset's effective settings (unet.settings.workflow: the sample sheet
 # and per-dataset overrides) and the few input functions the rules share.
+import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -11,9 +12,22 @@ from unet.errors import InputError
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-SCHEMAS = Path(workflow.basedir) / "schemas"
+# The schemas beside this file, not beside the main Snakefile (workflow.basedir): a workflow
+# that embeds this one as a module has its own basedir.
+SCHEMAS = {
+    name: Path(workflow.source_path(f"../schemas/{name}.schema.yaml"))
+    for name in ("config", "datasets")
+}
 RESULTS = config["results"]
 WORK = config["work"]
+
+# `--sdm conda`: envs/unet.post-deploy.sh installs the package from this checkout (Snakemake
+# runs a copy of the script, which cannot find the checkout itself). A site that deploys a
+# built wheel sets UNET_EM_SOURCE to it; a workflow embedded from a remote source has no
+# checkout and must set it too.
+_CHECKOUT = Path(workflow.basedir).parent  # workflow/ -> the checkout
+if (_CHECKOUT / "pyproject.toml").is_file():
+    os.environ.setdefault("UNET_EM_SOURCE", str(_CHECKOUT))
 
 
 def _resolve():
@@ -21,8 +35,8 @@ def _resolve():
     try:
         return workflow_config.resolve(
             config,
-            workflow_config.load_schema(SCHEMAS / "config.schema.yaml"),
-            workflow_config.load_schema(SCHEMAS / "datasets.schema.yaml"),
+            workflow_config.load_schema(SCHEMAS["config"]),
+            workflow_config.load_schema(SCHEMAS["datasets"]),
         )
     except InputError as err:
         raise WorkflowError(str(err)) from None

@@ -10,7 +10,7 @@ rule doctor:
     log:
         "logs/doctor.log",
     conda:
-        "../../environment.yml"
+        "../envs/unet.yaml"
     threads: res("train")["cpus_per_task"]
     resources:
         **{**res("train"), "runtime": 15},

@@ -19,7 +19,7 @@ rule evaluate:
     log:
         "logs/evaluate/{dataset}.log",
     conda:
-        "../../environment.yml"
+        "../envs/unet.yaml"
     threads: dataset_threads("evaluate")
     resources:
         **dataset_res("evaluate"),
@@ -43,6 +43,6 @@ rule scores:
         "logs/scores.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/unet.yaml"
     script:
         "../../scripts/scores.py"

@@ -9,7 +9,7 @@ rule ingest_raw:
     log:
         "logs/ingest_raw/{dataset}.log",
     conda:
-        "../../environment.yml"
+        "../envs/unet.yaml"
     threads: dataset_threads("ingest")
     resources:
         **dataset_res("ingest"),
@@ -18,6 +18,7 @@ rule ingest_raw:
         voxel_size=lambda w: DATASETS[w.dataset]["voxel_size"],
         chunks=setting("ingest/chunks"),
         shards=setting("ingest/shards"),
+        pyramid_levels=setting("ingest/pyramid_levels"),
         rescale=setting("ingest/rescale"),
         percentiles=setting("ingest/percentiles"),
     script:
@@ -33,7 +34,7 @@ rule ingest_labels:
     log:
         "logs/ingest_labels/{dataset}.log",
     conda:
-        "../../environment.yml"
+        "../envs/unet.yaml"
     threads: dataset_threads("ingest")
     resources:
         **dataset_res("ingest"),
@@ -43,5 +44,6 @@ rule ingest_labels:
         voxel_size=lambda w: DATASETS[w.dataset]["voxel_size"],
         chunks=setting("ingest/chunks"),
         shards=setting("ingest/shards"),
+        pyramid_levels=setting("ingest/pyramid_levels"),
     script:
         "../../scripts/ingest.py"

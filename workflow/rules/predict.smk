@@ -1,7 +1,8 @@
 # Stage 4: exact overlap-tile prediction with Dask, resumable per block. With predict.shards > 1
 # the volume is split into separate jobs (SLURM: one GPU job each, `--slurm-array-jobs`-ready)
-# that fill one output: `predict` prepares it, `predict_shard` runs block ranges,
+# that fill one output: `predict_prepare` prepares it, `predict_shard` runs block ranges,
 # `predict_finalize` checks every block, builds the pyramid and moves it into place.
+# Each job's time and memory go to logs/benchmarks/<dataset>/ (Snakemake's benchmark TSV).
 
 # With predict.cluster: slurm the predict job only runs the Dask scheduler; dask-jobqueue submits
 # the GPU workers (predict.slurm options), so that job asks for no GPU itself.
@@ -15,6 +16,8 @@ if config["predict"]["shards"] == 1:
             directory(f"{RESULTS}/{{dataset}}/prediction.zarr"),
         log:
             "logs/predict/{dataset}.log",
+        benchmark:
+            "logs/benchmarks/{dataset}/predict.tsv"
         conda:
             "../../environment.yml"
         threads: dataset_threads("predict")
@@ -29,13 +32,15 @@ if config["predict"]["shards"] == 1:
 
 else:
 
-    rule predict:
+    rule predict_prepare:
         input:
             unpack(predict_inputs),
         output:
             f"{WORK}/{{dataset}}/predict/layout.json",
         log:
             "logs/predict/{dataset}.log",
+        benchmark:
+            "logs/benchmarks/{dataset}/predict_prepare.tsv"
         conda:
             "../../environment.yml"
         resources:
@@ -56,6 +61,8 @@ else:
             f"{WORK}/{{dataset}}/predict/shard-{{shard}}.json",
         log:
             "logs/predict/{dataset}-shard-{shard}.log",
+        benchmark:
+            "logs/benchmarks/{dataset}/predict_shard-{shard}.tsv"
         conda:
             "../../environment.yml"
         threads: dataset_threads("predict")
@@ -80,6 +87,8 @@ else:
             directory(f"{RESULTS}/{{dataset}}/prediction.zarr"),
         log:
             "logs/predict/{dataset}-finalize.log",
+        benchmark:
+            "logs/benchmarks/{dataset}/predict_finalize.tsv"
         conda:
             "../../environment.yml"
         resources:

@@ -1,5 +1,6 @@
 # Stage 4b: instance labels from the prediction, blockwise with globally consistent ids
 # (unet.segmentation.run): an OME-Zarr label image beside the prediction, resumable per block.
+# The job's time and memory go to logs/benchmarks/<dataset>/segment.tsv (as predict's).
 
 
 rule segment:
@@ -9,6 +10,8 @@ rule segment:
         directory(f"{RESULTS}/{{dataset}}/segmentation.zarr"),
     log:
         "logs/segment/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/{dataset}/segment.tsv"
     conda:
         "../../environment.yml"
     threads: dataset_threads("segment")

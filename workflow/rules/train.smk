@@ -16,8 +16,10 @@ rule train:
         ),
     log:
         "logs/train/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/{dataset}/train.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/unet.yaml"
     threads: dataset_threads("train")
     resources:
         **dataset_res("train"),

@@ -8,8 +8,10 @@ rule weights:
         directory(f"{WORK}/{{dataset}}/weights.zarr"),
     log:
         "logs/weights/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/{dataset}/weights.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/unet.yaml"
     threads: dataset_threads("weights")
     resources:
         **dataset_res("weights"),
@@ -18,5 +20,7 @@ rule weights:
         from_mask=lambda w: DATASETS[w.dataset]["labels_format"] == "binary",
         # class balance counted on the training slices only (None: a dataset that does not train)
         count_slices=lambda w: DATASETS[w.dataset]["train_slices"],
+        # the training target's separation border between touching instances (train section)
+        separation=setting("train/separation"),
     script:
         "../../scripts/weights.py"
