@@ -351,7 +351,8 @@ def test_scores_table_from_evaluate_stage(tmp_path, inputs):
     out = paths(tmp_path)
     evaluate_stage(**inputs, **out, config=EvaluateConfig(), slices="0-1", dataset="isbi")
     lines = scores_table([out["out_json"]]).splitlines()
-    assert len(lines) == 6
+    assert len(lines) == 9  # table, note, then the provenance block (one line per dataset)
+    assert lines[-2] == "Provenance:" and lines[-1].startswith("- isbi")
     assert lines[2] == "| isbi | 0-1 | 0 @0.0 | 0 @0.0 | 0 @0.0 | 1 @0.0 | 1 @0.0 | 0 | 1 |"
 
 
