@@ -178,6 +178,7 @@ CONDA_NAMES = {
     "torch": ["pytorch"],
     "matplotlib": ["matplotlib-base"],
     "dask": ["dask", "distributed"],
+    "snakemake": ["snakemake-minimal"],
 }
 DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm"}  # Snakemake's own environment
 

@@ -19,7 +19,7 @@ if config["predict"]["shards"] == 1:
         benchmark:
             "logs/benchmarks/{dataset}/predict.tsv"
         conda:
-            "../../environment.yml"
+            "../envs/unet.yaml"
         threads: dataset_threads("predict")
         resources:
             **dataset_res("predict", gpu=predict_gpus),
@@ -42,7 +42,7 @@ else:
         benchmark:
             "logs/benchmarks/{dataset}/predict_prepare.tsv"
         conda:
-            "../../environment.yml"
+            "../envs/unet.yaml"
         resources:
             **dataset_res("predict", gpu=0),
         params:
@@ -64,7 +64,7 @@ else:
         benchmark:
             "logs/benchmarks/{dataset}/predict_shard-{shard}.tsv"
         conda:
-            "../../environment.yml"
+            "../envs/unet.yaml"
         threads: dataset_threads("predict")
         resources:
             **dataset_res("predict"),
@@ -90,7 +90,7 @@ else:
         benchmark:
             "logs/benchmarks/{dataset}/predict_finalize.tsv"
         conda:
-            "../../environment.yml"
+            "../envs/unet.yaml"
         resources:
             **dataset_res("predict", gpu=0),
         params:

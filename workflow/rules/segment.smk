@@ -13,7 +13,7 @@ rule segment:
     benchmark:
         "logs/benchmarks/{dataset}/segment.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/unet.yaml"
     threads: dataset_threads("segment")
     resources:
         **dataset_res("segment"),
