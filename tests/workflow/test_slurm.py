@@ -385,11 +385,12 @@ def test_predict_with_dask_jobqueue_workers_as_slurm_jobs(
         job_name,
         fields,
         lambda rs: (
-            len(rs) == 2 and all(r["ElapsedRaw"].isdigit() and int(r["ElapsedRaw"]) > 0 for r in rs)
+            len(rs) == 2 and all(r["ElapsedRaw"].isdigit() for r in rs)
         ),
     )
     assert len(jobs) == 2, jobs  # one SLURM job per Dask worker
     for job in jobs:
         assert job["Account"] == local_slurm.account and job["Partition"] == local_slurm.partition
-        # ran (its end state is dask-jobqueue's shutdown race: cancelled, or exited on its own)
-        assert int(job["ElapsedRaw"]) > 0, jobs
+        # ended (dask-jobqueue's shutdown race: cancelled, or exited on its own); a fast run's
+        # elapsed time rounds to 0 s, so the output equality above is what shows the work
+        assert job["State"].split()[0] in {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT"}, jobs
