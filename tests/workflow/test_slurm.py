@@ -384,9 +384,7 @@ def test_predict_with_dask_jobqueue_workers_as_slurm_jobs(
     jobs = _sacct(
         job_name,
         fields,
-        lambda rs: (
-            len(rs) == 2 and all(r["ElapsedRaw"].isdigit() for r in rs)
-        ),
+        lambda rs: len(rs) == 2 and all(r["ElapsedRaw"].isdigit() for r in rs),
     )
     assert len(jobs) == 2, jobs  # one SLURM job per Dask worker
     for job in jobs:
