@@ -44,6 +44,23 @@ def is_address(cluster: str) -> bool:
     return "://" in cluster
 
 
+def check_cluster(cluster: str) -> None:
+    """The ``cluster`` setting of a blockwise run: ``local``, ``slurm``, ``none`` or an address."""
+    if cluster not in ("local", "slurm", "none") and not is_address(cluster):
+        raise InputError(
+            "cluster must be 'local', 'slurm', 'none' or a scheduler address "
+            f"(tls://host:port), got {cluster!r}"
+        )
+
+
+def check_counts(config: object, names: Iterable[str]) -> None:
+    """Each named setting of ``config`` is ``None`` or an integer >= 1 (workers, threads, ...)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 def slurm_options(
     workers_threads: int, options: Mapping[str, Any], blocks: int = 1
 ) -> dict[str, Any]:

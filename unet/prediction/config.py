@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from unet.cluster.executors import is_address
+from unet.cluster.executors import check_cluster, check_counts
 from unet.errors import InputError
 from unet.geometry import Coord, as_coord, check_multiple
 from unet.io.ngff import compressor
@@ -127,11 +127,7 @@ class PredictConfig:
                 raise InputError(
                     f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}"
                 ) from err
-        if self.cluster not in ("local", "slurm", "none") and not is_address(self.cluster):
-            raise InputError(
-                "cluster must be 'local', 'slurm', 'none' or a scheduler address "
-                f"(tls://host:port), got {self.cluster!r}"
-            )
+        check_cluster(self.cluster)
         if self.slurm and self.cluster != "slurm":
             raise InputError(f"slurm options given but cluster is {self.cluster!r}")
         if not re.fullmatch(r"[^:]*:[0-9]+", self.dashboard_address):
@@ -139,19 +135,19 @@ class PredictConfig:
                 "dashboard_address must be host:port (127.0.0.1:8787; :8787 = every interface), "
                 f"got {self.dashboard_address!r}"
             )
-        for name in (
-            "tiles_per_batch",
-            "workers",
-            "concurrent_blocks",
-            "threads",
-            "io_threads",
-            "pyramid_levels",
-            "max_failures",
-            "max_in_flight",
-        ):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+        check_counts(
+            self,
+            (
+                "tiles_per_batch",
+                "workers",
+                "concurrent_blocks",
+                "threads",
+                "io_threads",
+                "pyramid_levels",
+                "max_failures",
+                "max_in_flight",
+            ),
+        )
         if self.prefetch < 0 or self.progress_seconds <= 0:
             raise InputError(
                 f"prefetch must be >= 0 and progress_seconds > 0, got "

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from unet.cluster.executors import is_address
+from unet.cluster.executors import check_cluster, check_counts
 from unet.errors import InputError
 from unet.geometry import Coord, as_coord, check_multiple
 from unet.io.ngff import compressor
@@ -97,22 +97,18 @@ class SegmentConfig:
                 f"output_dtype must be one of {LABEL_DTYPES}, got {self.output_dtype!r}"
             )
         compressor(self.compression)
-        if self.cluster not in ("local", "slurm", "none") and not is_address(self.cluster):
-            raise InputError(
-                "cluster must be 'local', 'slurm', 'none' or a scheduler address "
-                f"(tcp://host:port), got {self.cluster!r}"
-            )
-        for name in (
-            "workers",
-            "concurrent_blocks",
-            "threads",
-            "pyramid_levels",
-            "max_failures",
-            "max_in_flight",
-        ):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+        check_cluster(self.cluster)
+        check_counts(
+            self,
+            (
+                "workers",
+                "concurrent_blocks",
+                "threads",
+                "pyramid_levels",
+                "max_failures",
+                "max_in_flight",
+            ),
+        )
         if self.progress_seconds <= 0:
             raise InputError(f"progress_seconds must be > 0, got {self.progress_seconds}")
 
