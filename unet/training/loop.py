@@ -131,6 +131,7 @@ def train(
             train_z,
             config.seed,
             config.augment,
+            separation=config.separation,
         )
         val_data = [np.stack([np.asarray(a[z]) for z in val_z]) for a in arrays[:2] if val_z]
         start, sample, seconds, metrics = 0, 0, 0.0, []

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from unet.errors import InputError
 from unet.geometry import Box, Window, read_mirrored
 from unet.io.normalize import to_unit
+from unet.settings.schema import default
 from unet.training.augment import AugmentConfig, augment
 from unet.training.state import ignore_signals
 from unet.weights.border import separate
@@ -113,7 +114,7 @@ class PatchDataset(Dataset[Sample]):
         slices: Sequence[int],
         seed: int,
         augment_config: AugmentConfig | None,
-        separation: int = 1,
+        separation: int = default("train", "separation"),
     ) -> None:
         self.sources = (raw, labels, weights)
         self.input_shape = tuple(int(s) for s in input_shape)
