@@ -1,4 +1,4 @@
-"""Benchmark ``unet.augment.augment`` against the reference recipe it replaced.
+"""Benchmark ``unet.training.augment.augment`` against the reference recipe it replaced.
 
 The reference (kept below, as it was) builds float64 coordinates for every pixel, upsamples the
 coarse elastic grid with ``ndi.zoom`` on the full field, and calls ``ndi.map_coordinates`` once
@@ -27,7 +27,7 @@ import numpy as np
 import scipy
 from scipy import ndimage as ndi
 
-from unet.augment import AugmentConfig, augment
+from unet.training.augment import AugmentConfig, augment
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Step 3 of ``bench/gpu_check.py``: prediction throughput of the paper net, Zarr -> Zarr.
 
 A synthetic uint8 EM-like volume (:func:`predict_gpu.synthetic_em`, written slab by slab by a
-thread pool) is predicted by ``unet.predict.predict_volume`` in each mode of :data:`MODES`:
+thread pool) is predicted by ``unet.prediction.run.predict_volume`` in each mode of :data:`MODES`:
 fp32 (cuDNN may use TF32), bf16 autocast, and the fast path (bf16, channels-last, one CUDA graph
 per batch, more tiles per forward, more blocks in flight and I/O threads).  Each mode warms up on
 one block of slices (cuDNN autotuning, graph capture), then predicts as many whole blocks of
@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from predict_gpu import bare_rate, synthetic_em
 
-from unet import ngff
 from unet.checkpoint import save_model
-from unet.inference import CudaGraphs, Predictor, autocast, tile_plan
+from unet.io import ngff
 from unet.model import UNet
-from unet.predict import PredictConfig, predict_volume
+from unet.prediction.run import PredictConfig, predict_volume
+from unet.prediction.tiles import CudaGraphs, Predictor, autocast, tile_plan
 
 Record = Callable[[str, Any], None]
 

@@ -12,7 +12,7 @@ the smoke test scores one slice).
 The fixed wall time: a short calibration run measures steps per second (start-up and cuDNN
 tuning excluded), then the real run trains ``rate * seconds`` steps with the config's schedule
 over exactly those steps.  Time to accuracy comes from the validation curve
-(:func:`unet.curves.time_to_error`).
+(:func:`unet.training.curves.time_to_error`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from typing import Any
 
 import yaml
 
-from unet.curves import time_to_error
-from unet.evaluate import EvaluateConfig
-from unet.ingest import IngestConfig, ingest
-from unet.pipeline import WeightsConfig, evaluate_stage, weights_stage
-from unet.predict import PredictConfig, predict_volume
-from unet.slices import slice_range
-from unet.train_config import TrainConfig
+from unet.evaluation.evaluate import EvaluateConfig
+from unet.io.ingest import IngestConfig, ingest
+from unet.io.slices import slice_range
+from unet.prediction.run import PredictConfig, predict_volume
+from unet.stages.pipeline import WeightsConfig, evaluate_stage, weights_stage
+from unet.training.config import TrainConfig
+from unet.training.curves import time_to_error
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.10, 0.08, 0.07, 0.06)
@@ -84,7 +84,7 @@ def train_and_score(work: Path, opts: dict[str, Any], record: Record) -> None:
     """``opts``: config (paths), seconds (training wall time), calibration_steps, validations
     (points on the validation curve), overrides
     (``model`` / ``train`` / ``predict`` keys that win over the config: the smoke's tiny net)."""
-    from unet.train import train
+    from unet.training.loop import train
 
     cfg = merged_config(*[ROOT / p for p in opts["config"]], base=schema_defaults())
     for name, section in opts.get("overrides", {}).items():
@@ -171,7 +171,7 @@ def train_and_score(work: Path, opts: dict[str, Any], record: Record) -> None:
 
 def score(work: Path, evaluate: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Score the test slices that :func:`train_and_score` predicted into ``work`` with
-    :func:`unet.pipeline.evaluate_stage` (the challenge's definitions); ``evaluate`` updates
+    :func:`unet.stages.pipeline.evaluate_stage` (the challenge's definitions); ``evaluate`` updates
     the run's own settings (the warping error included: minutes of CPU time, so the check
     runs it as its own last step, after the GPU figures)."""
     run = json.loads((work / "score.json").read_text())
@@ -193,6 +193,6 @@ def score(work: Path, evaluate: Mapping[str, Any] | None = None) -> dict[str, An
 
 
 def ngff_slices(path: Path) -> int:
-    from unet import ngff
+    from unet.io import ngff
 
     return int(ngff.open_array(path).shape[0])

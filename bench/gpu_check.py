@@ -136,7 +136,7 @@ class Results:
 def environment(device: str) -> dict[str, Any]:
     import torch
 
-    from unet.doctor import environment as torch_environment
+    from unet.stages.doctor import environment as torch_environment
 
     env = torch_environment(torch.device(device))
     env["platform"] = platform.platform()

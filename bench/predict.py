@@ -2,7 +2,8 @@
 
 Side by side on one 2D volume with the same torch thread count:
 
-(a) ours: ``unet.predict.predict_volume`` (raw read from Zarr, uint8 written to Zarr), in this
+(a) ours: ``unet.prediction.run.predict_volume`` (raw read from Zarr, uint8 written to Zarr), in
+this
     process (``cluster="none"``) with the channels-last memory format (the pipeline's default,
     ``predict.channels_last: true``) and without it (NCHW), with one block of ``--threads``
     torch threads or two blocks of one thread each, and through a one-worker Dask LocalCluster;
@@ -38,13 +39,13 @@ from distributed import LocalCluster
 from monai.inferers import sliding_window_inference
 from torch import nn
 
-from unet import ngff
 from unet.checkpoint import save_model
 from unet.geometry import read_mirrored
-from unet.inference import tile_plan
+from unet.io import ngff
+from unet.io.normalize import to_unit
 from unet.model import UNet
-from unet.normalize import to_unit
-from unet.predict import PredictConfig, predict_volume
+from unet.prediction.run import PredictConfig, predict_volume
+from unet.prediction.tiles import tile_plan
 
 
 class SameUNet(nn.Module):

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unet import ngff
 from unet.checkpoint import save_model
-from unet.engine import _read_batch
 from unet.geometry import TilePlan
-from unet.inference import Predictor, tile_plan
+from unet.io import ngff
 from unet.model import UNet
-from unet.predict import PredictConfig, predict_volume
+from unet.prediction.blocks import _read_batch
+from unet.prediction.run import PredictConfig, predict_volume
+from unet.prediction.tiles import Predictor, tile_plan
 
 
 def synthetic_em(slices: int, size: int, seed: int = 0) -> np.ndarray:

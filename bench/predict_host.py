@@ -41,10 +41,10 @@ import tifffile
 import torch
 from scipy import ndimage as ndi
 
-from unet import ngff
-from unet.engine import _read_batch
-from unet.inference import tile_plan
+from unet.io import ngff
 from unet.model import UNet
+from unet.prediction.blocks import _read_batch
+from unet.prediction.tiles import tile_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (16, 6144, 6144)

@@ -74,7 +74,7 @@ class TreeRSS:
 
 
 def child(work: Path, case: str, block: int, full: bool, processes: bool) -> None:
-    from unet.predict import PredictConfig, predict_volume, prepare_output, run_shard
+    from unet.prediction.run import PredictConfig, predict_volume, prepare_output, run_shard
 
     base = peak_mb()
     tree = TreeRSS()

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from unet import ngff
+from unet.io import ngff
 
 SIDE = 10240  # px per section side
 TILE = 1024
@@ -57,7 +57,7 @@ def make_volume(path: Path, sections: int) -> None:
 
 
 def child(pred: Path, out: Path, mode: str) -> None:
-    from unet.segment import SegmentConfig, segment_volume
+    from unet.segmentation.run import SegmentConfig, segment_volume
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     config = SegmentConfig(

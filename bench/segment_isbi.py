@@ -3,7 +3,7 @@
 Predicts slices 25-29 of the ingested ISBI stack with a trained model, segments them with
 ``unet segment`` (mode ``2d``, the settings of ``--config``'s ``segment`` section) and scores
 both that and the 4-connected components of ``p > 0.5`` per section against the labels:
-foreground-restricted V_rand and Rand error per section (:mod:`unet.instance_metrics`), SEG.
+foreground-restricted V_rand and Rand error per section (:mod:`unet.evaluation.instances`), SEG.
 
     python bench/segment_isbi.py MODEL.pt [--raw work/isbi2012/raw.zarr]
         [--labels work/isbi2012/labels.zarr] [--out bench/out/segment_isbi.json]
@@ -21,11 +21,11 @@ import numpy as np
 import yaml
 from scipy import ndimage
 
-from unet import ngff
-from unet.instance_metrics import instance_scores
-from unet.predict import PredictConfig, predict_volume
-from unet.segment import SegmentConfig, segment_volume
-from unet.segment_kernels import probability
+from unet.evaluation.instances import instance_scores
+from unet.io import ngff
+from unet.prediction.run import PredictConfig, predict_volume
+from unet.segmentation.kernels import probability
+from unet.segmentation.run import SegmentConfig, segment_volume
 
 
 def main() -> None:

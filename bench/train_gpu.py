@@ -1,10 +1,12 @@
 """Training speed of the paper's net on one GPU: fp32 vs TF32 vs bf16 autocast.
 
 The paper's setting: 2D U-Net, 64 base channels, depth 4, batch 1, 572 x 572 input tiles
-(388 x 388 output).  Each variant times :meth:`unet.train.Trainer.step` (the training loop's own
+(388 x 388 output).  Each variant times :meth:`unet.training.loop.Trainer.step` (the training
+loop's own
 step: host-to-device copy of a pinned batch, forward, weighted cross-entropy, backward, SGD with
 momentum, LR schedule) back to back, with CUDA events, after warm-up steps that let cuDNN pick its
-algorithms.  Synthetic in-memory data (no Zarr, no augmentation: see ``unet.doctor`` for those).
+algorithms.  Synthetic in-memory data (no Zarr, no augmentation: see ``unet.stages.doctor`` for
+those).
 
 Variants (all channels_last, cuDNN benchmark on):
 
@@ -34,8 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from unet.train_config import Precision, TrainConfig
-from unet.trainer import Trainer, torch_settings
+from unet.training.config import Precision, TrainConfig
+from unet.training.step import Trainer, torch_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS: dict[str, tuple[Precision, str, bool]] = {

@@ -1,4 +1,5 @@
-"""Benchmark ``unet.weights.weight_map`` against the naive per-cell recipe on ISBI 2012 labels.
+"""Benchmark ``unet.weights.border.weight_map`` against the naive per-cell recipe on ISBI 2012
+labels.
 
 The naive recipe computes one full-image ``distance_transform_edt`` per cell and keeps the two
 smallest distances per pixel: ``O(cells * pixels)``, i.e. quadratic in the image area.  Ours is one
@@ -25,7 +26,7 @@ import numpy as np
 import tifffile
 from scipy import ndimage as ndi
 
-from unet.weights import class_weights, instances_from_mask, weight_map
+from unet.weights.border import class_weights, instances_from_mask, weight_map
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,12 +1,12 @@
-"""Snakemake script of rule doctor: see unet.doctor."""
+"""Snakemake script of rule doctor: see unet.stages.doctor."""
 
 import math
 from pathlib import Path
 
-from unet import ngff
-from unet.doctor import doctor, report
-from unet.stage import limit_threads, run
-from unet.train import TrainConfig
+from unet.io import ngff
+from unet.stages.doctor import doctor, report
+from unet.stages.runner import limit_threads, run
+from unet.training.loop import TrainConfig
 
 
 def main(volumes: list[str], config: TrainConfig, out: str) -> None:

@@ -1,10 +1,10 @@
-"""Snakemake script of rule evaluate: see unet.pipeline.evaluate_stage."""
+"""Snakemake script of rule evaluate: see unet.stages.pipeline.evaluate_stage."""
 
 from typing import Any
 
-from unet.evaluate import EvaluateConfig
-from unet.pipeline import evaluate_stage
-from unet.stage import run
+from unet.evaluation.evaluate import EvaluateConfig
+from unet.stages.pipeline import evaluate_stage
+from unet.stages.runner import run
 
 
 def main(inputs: Any, outputs: Any, settings: dict[str, Any], slices: str, dataset: str) -> Any:

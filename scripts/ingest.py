@@ -1,15 +1,15 @@
-"""Snakemake script of rules ingest_raw / ingest_labels: see unet.ingest."""
+"""Snakemake script of rules ingest_raw / ingest_labels: see unet.io.ingest."""
 
 from collections.abc import Callable
 
-from unet.ingest import IngestConfig, ingest
-from unet.stage import run
+from unet.io.ingest import IngestConfig, ingest
+from unet.stages.runner import run
 
 
 def main(
     src: str, dst: str, config: Callable[[], IngestConfig], like: str | None, log: str
 ) -> None:
-    """``config()`` runs inside :func:`unet.stage.run`, so a bad setting is logged too."""
+    """``config()`` runs inside :func:`unet.stages.runner.run`, so a bad setting is logged too."""
     run("ingest", lambda: ingest(src, dst, config(), like=like), log_file=log)
 
 

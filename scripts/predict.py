@@ -1,13 +1,14 @@
-"""Snakemake script of rules predict / predict_shard / predict_finalize: see unet.predict."""
+"""Snakemake script of rules predict / predict_shard / predict_finalize: see unet.prediction.run."""
 
 import json
 from pathlib import Path
 from typing import Any
 
-from unet import ngff, predict
-from unet.predict_config import PredictConfig
-from unet.slices import slice_range
-from unet.stage import limit_threads, run
+from unet.io import ngff
+from unet.io.slices import slice_range
+from unet.prediction import run as predict
+from unet.prediction.config import PredictConfig
+from unet.stages.runner import limit_threads, run
 
 
 def main(

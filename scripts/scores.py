@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from unet.pipeline import scores_table
-from unet.stage import run
+from unet.stages.pipeline import scores_table
+from unet.stages.runner import run
 
 
 def main(inputs: list[str], out: str) -> None:

@@ -1,9 +1,9 @@
-"""Snakemake script of rule segment: see unet.segment.segment_volume."""
+"""Snakemake script of rule segment: see unet.segmentation.run.segment_volume."""
 
 from typing import Any
 
-from unet.segment import SegmentConfig, segment_volume
-from unet.stage import run
+from unet.segmentation.run import SegmentConfig, segment_volume
+from unet.stages.runner import run
 
 
 def main(prediction: str, out: str, settings: dict[str, Any]) -> Any:

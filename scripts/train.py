@@ -1,9 +1,9 @@
-"""Snakemake script of rule train: see unet.train.train (resumes from params.state)."""
+"""Snakemake script of rule train: see unet.training.loop.train (resumes from params.state)."""
 
 from pathlib import Path
 
-from unet.stage import limit_threads, run
-from unet.train import TrainConfig, train
+from unet.stages.runner import limit_threads, run
+from unet.training.loop import TrainConfig, train
 
 if "snakemake" in globals():
     sm = snakemake  # type: ignore[name-defined]  # noqa: F821

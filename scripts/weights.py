@@ -1,9 +1,9 @@
-"""Snakemake script of rule weights: see unet.pipeline.weights_stage."""
+"""Snakemake script of rule weights: see unet.stages.pipeline.weights_stage."""
 
 from collections.abc import Callable
 
-from unet.pipeline import WeightsConfig, weights_stage
-from unet.stage import run
+from unet.stages.pipeline import WeightsConfig, weights_stage
+from unet.stages.runner import run
 
 
 def main(
@@ -14,7 +14,7 @@ def main(
     log: str,
     count_slices: str | None = None,
 ) -> None:
-    """``config()`` runs inside :func:`unet.stage.run`, so a bad setting is logged too."""
+    """``config()`` runs inside :func:`unet.stages.runner.run`, so a bad setting is logged too."""
     run(
         "weights",
         lambda: weights_stage(labels, out, config(), from_mask, count_slices),

@@ -19,7 +19,8 @@ def _torch_threads() -> None:
 
 @pytest.fixture
 def restore_root_logger() -> Iterator[None]:
-    """``unet.stage.setup_logging`` replaces the root handlers (``force=True``): put pytest's
+    """``unet.stages.runner.setup_logging`` replaces the root handlers (``force=True``): put
+    pytest's
     back and close the file handlers the test opened, so no later test logs into a stale file
     or stream."""
     root = logging.getLogger()

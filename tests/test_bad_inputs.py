@@ -610,7 +610,7 @@ def test_bad_input(
     assert errors[-1] == len(lines) - 1, f"the error is not the last line: {lines[errors[-1] :]}"
     # before it, only the failed prediction blocks are reported, each on its own line
     reports = [lines[i] for i in errors[:-1]]
-    assert all(re.search(r" ERROR unet\.predict: block \d+ \(z ", r) for r in reports), reports
+    assert all(re.search(r" ERROR unet\.prediction\.run: block \d+ \(z ", r) for r in reports), reports
     message = lines[-1]
     table = os.environ.get("UNET_BAD_INPUT_TABLE")  # opt-in: the table of cases, for a report
     if table:
@@ -635,7 +635,7 @@ def test_train_refuses_an_existing_model_and_overwrite_replaces_it_only_when_don
     argv = [*TRAIN, "model", *CFG]
     assert _run(argv) == 1 and _digests(work / "model") == old
     # a retrain that is killed (here: raises on a read) leaves the old model complete and alone
-    from unet import sampler
+    from unet.training import sampler
 
     real = sampler.PatchDataset.__getitem__
 
@@ -658,7 +658,7 @@ def test_train_refuses_an_existing_model_and_overwrite_replaces_it_only_when_don
 def test_oserror_names_the_failed_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Without root: a write that fails with EACCES (simulated) is one line with path and
     errno."""
-    import unet.ngff as ngff
+    import unet.io.ngff as ngff
 
     def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x.zarr.partial"))

@@ -10,8 +10,8 @@ import pytest
 import tifffile
 import yaml
 
-from unet import ngff
 from unet.cli import main
+from unet.io import ngff
 
 CONFIG = {
     "model": {"base_channels": 2, "depth": 1, "dropout": 0.0},

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from unet import ngff
 from unet.checkpoint import save_model
-from unet.inference import Predictor, predict_array
+from unet.io import ngff
 from unet.model import UNet
-from unet.predict import PredictConfig, predict_volume
+from unet.prediction.run import PredictConfig, predict_volume
+from unet.prediction.tiles import Predictor, predict_array
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))

@@ -1,10 +1,10 @@
 """Model files: the architecture plus the weights, loaded safely (``weights_only=True``).
 
 A model file is ``{"format": MODEL_FORMAT, "arch": UNet.arch, "state_dict": ..., "meta": {...}}``.
-A bioimage.io package (``.zip`` or ``rdf.yaml``, :mod:`unet.bioimageio`) reads as the same
+A bioimage.io package (``.zip`` or ``rdf.yaml``, :mod:`unet.interop.bioimageio`) reads as the same
 payload, and the name of a model shipped in ``unet/models/`` (``isbi2012``) resolves to its file
 (:func:`resolve`).  Full training checkpoints (optimizer, RNG, step) live in
-:mod:`unet.train_state`.
+:mod:`unet.training.state`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from unet.bioimageio import is_package, read_package
 from unet.errors import InputError, brief
+from unet.interop.bioimageio import is_package, read_package
 from unet.model import UNet
 
 MODEL_FORMAT = "unet-em-model/1"

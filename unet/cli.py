@@ -20,7 +20,7 @@ import yaml
 
 from unet import __version__
 from unet.errors import InputError, brief
-from unet.stage import run
+from unet.stages.runner import run
 
 
 def _load_config(path: str | None) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def _settings(cls: Any, fields: dict[str, Any], args: argparse.Namespace, sectio
 
 
 def _cmd_ingest(args: argparse.Namespace) -> Any:
-    from unet.ingest import IngestConfig, ingest
+    from unet.io.ingest import IngestConfig, ingest
 
     config = IngestConfig(
         kind=args.kind,
@@ -74,7 +74,7 @@ def _cmd_ingest(args: argparse.Namespace) -> Any:
 
 
 def _cmd_weights(args: argparse.Namespace) -> Any:
-    from unet.pipeline import WeightsConfig, weights_stage
+    from unet.stages.pipeline import WeightsConfig, weights_stage
 
     section = _section(args, "weights")
     for key in ("w0", "sigma", "ndim", "class_weights"):
@@ -91,8 +91,8 @@ def _cmd_weights(args: argparse.Namespace) -> Any:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> Any:
-    from unet.evaluate import EvaluateConfig
-    from unet.pipeline import evaluate_stage
+    from unet.evaluation.evaluate import EvaluateConfig
+    from unet.stages.pipeline import evaluate_stage
 
     section = _section(args, "evaluate")
     if args.threshold is not None:
@@ -117,7 +117,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> Any:
 
 
 def _train_config(args: argparse.Namespace, **fixed: Any) -> Any:
-    from unet.train import TrainConfig
+    from unet.training.loop import TrainConfig
 
     fields = {**_section(args, "model"), **_section(args, "train"), **fixed}
     for key in ("steps", "device", "precision", "seed", "workers"):
@@ -131,12 +131,12 @@ def _train_config(args: argparse.Namespace, **fixed: Any) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> Any:
-    from unet.stage import limit_threads
-    from unet.train import train
+    from unet.stages.runner import limit_threads
+    from unet.training.loop import train
 
     if args.threads:
         limit_threads(args.threads)
-    from unet.outputs import partial_path
+    from unet.io.outputs import partial_path
 
     # by default the state lives in the partial output: gone once the model is complete
     state = args.state or str(partial_path(args.out_dir) / "train_state.pt")
@@ -152,7 +152,7 @@ def _cmd_train(args: argparse.Namespace) -> Any:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> Any:
-    from unet.doctor import doctor, report
+    from unet.stages.doctor import doctor, report
 
     volumes = {str(p): _voxels(p) for p in args.volumes}
     # the doctor times training steps and forward passes: it never validates
@@ -162,10 +162,10 @@ def _cmd_doctor(args: argparse.Namespace) -> Any:
 
 
 def _cmd_predict(args: argparse.Namespace) -> Any:
-    from unet import ngff
-    from unet.predict import predict_volume
-    from unet.predict_config import PredictConfig
-    from unet.slices import slice_range
+    from unet.io import ngff
+    from unet.io.slices import slice_range
+    from unet.prediction.config import PredictConfig
+    from unet.prediction.run import predict_volume
 
     section = _section(args, "predict")
     section.pop("shards", None)
@@ -185,7 +185,7 @@ def _cmd_predict(args: argparse.Namespace) -> Any:
 
 
 def _cmd_segment(args: argparse.Namespace) -> Any:
-    from unet.segment import SegmentConfig, segment_volume
+    from unet.segmentation.run import SegmentConfig, segment_volume
 
     section = _section(args, "segment")
     for key in ("mode", "threshold", "merge_threshold", "cluster", "workers"):
@@ -197,8 +197,8 @@ def _cmd_segment(args: argparse.Namespace) -> Any:
 
 
 def _cmd_export_model(args: argparse.Namespace) -> Any:
-    from unet import ngff
-    from unet.bioimageio_export import export_model
+    from unet.interop.bioimageio_export import export_model
+    from unet.io import ngff
 
     out = export_model(
         args.model,
@@ -214,7 +214,7 @@ def _cmd_export_model(args: argparse.Namespace) -> Any:
 
 
 def _cmd_export_tiff(args: argparse.Namespace) -> Any:
-    from unet.tiff_export import export_tiff
+    from unet.interop.tiff import export_tiff
 
     return export_tiff(args.volume, args.tiff, overwrite=args.overwrite)
 
@@ -222,7 +222,7 @@ def _cmd_export_tiff(args: argparse.Namespace) -> Any:
 def _cmd_curve(args: argparse.Namespace) -> Any:
     import csv
 
-    from unet.curves import time_to_error
+    from unet.training.curves import time_to_error
 
     path = Path(args.metrics)
     if not path.is_file():
@@ -247,7 +247,7 @@ def _cmd_curve(args: argparse.Namespace) -> Any:
 
 
 def _voxels(path: str) -> int:
-    from unet import ngff
+    from unet.io import ngff
 
     shape = ngff.open_array(path).shape
     return int(shape[0]) * int(shape[1]) * int(shape[2])

@@ -1,7 +1,7 @@
-"""Exception types that the stages report as one line (:func:`unet.stage.run`).
+"""Exception types that the stages report as one line (:func:`unet.stages.runner.run`).
 
 Everything else (``TypeError``, ``KeyError``, a bare ``ValueError`` from a library, ...) is a
-programming error: :func:`unet.stage.run` logs its traceback, so that it can be reported.
+programming error: :func:`unet.stages.runner.run` logs its traceback, so that it can be reported.
 """
 
 from __future__ import annotations

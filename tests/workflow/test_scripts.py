@@ -1,5 +1,5 @@
 """Every Snakemake script logs its errors into its rule's log: all of its work, settings objects
-included, runs inside ``unet.stage.run(..., log_file=...)``."""
+included, runs inside ``unet.stages.runner.run(..., log_file=...)``."""
 
 from __future__ import annotations
 

@@ -265,10 +265,10 @@ def test_predict_with_dask_jobqueue_workers_as_slurm_jobs(
     import numpy as np
     import torch
 
-    from unet import ngff
     from unet.checkpoint import save_model
+    from unet.io import ngff
     from unet.model import UNet
-    from unet.predict import PredictConfig, predict_volume
+    from unet.prediction.run import PredictConfig, predict_volume
 
     torch.manual_seed(0)
     save_model(tmp_path / "m.pt", UNet(base_channels=2, depth=2, dropout=0.0).eval())

@@ -1,8 +1,8 @@
 """Stopping a local run with Ctrl-C (SIGINT to Snakemake's process group, as a terminal sends it)
 and starting it again: training resumes from its state file, prediction from its done markers.
 
-The kill -> resume equivalence itself is tested below the workflow (tests/test_train_state.py:
-identical weights; tests/test_predict_kill.py: identical output, no block computed twice); here
+The kill -> resume equivalence itself is tested below the workflow (tests/training/test_state.py:
+identical weights; tests/prediction/test_kill.py: identical output, no block computed twice); here
 the workflow must keep what those need across a stopped run."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.workflow.conftest import (
     write_config,
     write_tiny_dataset,
 )
-from unet import blockstate
+from unet.cluster import blockstate
 
 
 def _done_blocks(partial: Path) -> int:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.workflow.conftest import REPO, TINY_CONFIG, snakemake, write_config
-from unet import ngff
+from unet.io import ngff
 
 
 def _jobs(output: str) -> dict[str, int]:

@@ -1,4 +1,4 @@
-# Config validation, each dataset's effective settings (unet.workflow_config: the sample sheet
+# Config validation, each dataset's effective settings (unet.settings.workflow: the sample sheet
 # and per-dataset overrides) and the few input functions the rules share.
 from pathlib import Path
 
@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import ExecMode
 
-from unet import workflow_config
+from unet.settings import workflow as workflow_config
 from unet.errors import InputError
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -121,7 +121,7 @@ def final_outputs():
 # What follows from the config and the input shapes is checked before the first job, in the
 # main process only (jobs parse this file again).
 if workflow.exec_mode == ExecMode.DEFAULT:
-    from unet.preflight import check_run
+    from unet.settings.preflight import check_run
 
     try:
         check_run(RUN, val_slices)

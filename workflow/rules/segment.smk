@@ -1,5 +1,5 @@
 # Stage 4b: instance labels from the prediction, blockwise with globally consistent ids
-# (unet.segment): an OME-Zarr label image beside the prediction, resumable per block.
+# (unet.segmentation.run): an OME-Zarr label image beside the prediction, resumable per block.
 
 
 rule segment:

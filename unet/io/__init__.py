@@ -1,0 +1,5 @@
+"""Volumes in and out: ingest (TIFF/Zarr -> OME-Zarr), NGFF metadata, atomic outputs, grey-value
+normalisation, rescaling, intensity records, label checks, pyramids, slice selections.
+
+May import: unet.errors, unet.geometry and one another. Nothing else of the package.
+"""

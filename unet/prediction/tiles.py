@@ -1,0 +1,205 @@
+"""Overlap-tile inference of one model: tile plans from the model's geometry and the forward pass.
+
+A 2D net (``model.ndim == 2``) runs on (z, y, x) volumes slice by slice: ``z`` is a batch axis
+with no context.  A 3D net convolves all three axes.  Either way a tile is planned by
+:class:`unet.geometry.TilePlan` so that stitched tiles equal one pass over the whole volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from contextlib import nullcontext
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from unet.errors import InputError
+from unet.geometry import Coord, Tile, TilePlan, check_multiple, read_mirrored
+from unet.io.normalize import to_unit
+from unet.model import UNet
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+def spatial_axes(model: UNet) -> tuple[int, ...]:
+    """The (z, y, x) axes the model convolves: (1, 2) for a 2D net, (0, 1, 2) for a 3D net."""
+    return (1, 2) if model.ndim == 2 else (0, 1, 2)
+
+
+def net_factor(model: UNet) -> Coord:
+    """Per-axis (z, y, x) alignment that keeps all tiles on the same max-pool grid."""
+    return tuple(model.factor if ax in spatial_axes(model) else 1 for ax in range(3))
+
+
+def tile_plan(
+    model: UNet, volume_shape: Sequence[int], block_shape: Sequence[int], name: str = "block shape"
+) -> TilePlan:
+    """The overlap-tile plan writing ``block_shape`` blocks of a (z, y, x) volume (``name``:
+    the setting it came from, for messages).
+
+    Along convolved axes the block must be a multiple of the net's factor ``2^depth``; the net
+    output is the smallest valid size ``>= block`` exceeding it by an even amount.
+    """
+    block = tuple(int(b) for b in block_shape)
+    if len(block) != 3 or len(volume_shape) != 3:
+        raise InputError(f"volume {tuple(volume_shape)} and block {block} must be (z, y, x)")
+    check_multiple(block, net_factor(model), name, "the net's down-sampling factor")
+    out, inp = list(block), list(block)
+    for ax in spatial_axes(model):
+        o = model.valid_output(block[ax])
+        while (o - block[ax]) % 2:
+            o = model.valid_output(o + 1)
+        out[ax], inp[ax] = o, o + model.context
+    return TilePlan(tuple(volume_shape), block, tuple(inp), tuple(out))
+
+
+def check_context(model: UNet, volume_shape: Sequence[int], name: str = "volume") -> None:
+    """Refuse volumes smaller than the net's context along a convolved axis: mirroring would
+    invent most of every tile."""
+    for ax in spatial_axes(model):
+        if volume_shape[ax] < model.context:
+            raise InputError(
+                f"{name} of shape {tuple(volume_shape)} is smaller than the network context "
+                f"{model.context} along axis {'zyx'[ax]}; use a shallower net (depth) or a "
+                "bigger volume"
+            )
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``ValueError`` for CUDA without CUDA."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            f"device {name!r} requested but this torch {torch.__version__} sees no "
+            "CUDA device (CPU-only build, or no GPU allocated to the job?)"
+        )
+    return device
+
+
+def autocast(device: torch.device, precision: Precision, cache: bool = True) -> Any:
+    """Autocast context for ``bf16``/``fp16``; nothing for ``fp32``.  ``cache=False`` casts the
+    weights at every call (needed inside a CUDA graph capture, whose memory autocast's weight
+    cache must not hold)."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
+
+
+class Predictor:
+    """Runs ``model`` on tiles and returns foreground probabilities ``1 - p(background)``.
+
+    Parameters
+    ----------
+    model : the U-Net (moved to ``device`` and put in eval mode).
+    device : a torch device string.
+    precision : ``fp32``, or autocast to ``bf16``/``fp16`` (CUDA).
+    channels_last : use channels-last memory format (faster convolutions on GPUs).
+    """
+
+    def __init__(
+        self,
+        model: UNet,
+        device: str | torch.device = "cpu",
+        precision: Precision = "fp32",
+        channels_last: bool = False,
+    ) -> None:
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise InputError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.precision = precision
+        self.autocast_cache = True  # False while captured by CudaGraphs
+        self.memory_format = torch.preserve_format
+        if channels_last:
+            self.memory_format = torch.channels_last if model.ndim == 2 else torch.channels_last_3d
+            net: Any = self.model  # torch's stubs omit Module.to(memory_format=...)
+            net.to(memory_format=self.memory_format)
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, *S_in)`` float32 -> foreground probability ``(B, *S_out)`` float32."""
+        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        with autocast(self.device, self.precision, self.autocast_cache):
+            logits = self.model(x)
+        return 1.0 - torch.softmax(logits.float(), dim=1)[:, 0]
+
+    def to_batch(self, data: np.ndarray) -> torch.Tensor:
+        """A read box ``(z, y, x)`` of normalised grey values -> the net's input batch."""
+        t = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+        return t[:, None] if self.model.ndim == 2 else t[None, None]
+
+    def from_batch(self, prob: torch.Tensor) -> np.ndarray:
+        """The net's output batch -> a ``(z, y, x)`` output box."""
+        out = prob if self.model.ndim == 2 else prob[0]
+        return out.cpu().numpy()
+
+    def predict_tile(self, array: Any, tile: Tile) -> np.ndarray:
+        """Probabilities for ``tile.write`` of ``array`` (mirror-extrapolated at its border)."""
+        data = to_unit(read_mirrored(array, tile.read))
+        out = self.from_batch(self.forward(self.to_batch(data)))
+        return out[tile.write.to_slices(relative_to=tile.output)]
+
+
+class CudaGraphs:
+    """``fn(x, *args)`` on a CUDA device, captured as one CUDA graph per input shape, dtype and
+    ``args`` and then replayed: one launch per batch instead of one per kernel, and the same
+    memory every time.  ``fn`` must be static (no host synchronisation, no data-dependent
+    shapes); its result is overwritten by the next call, so copy it out first.
+
+    The input is copied (``non_blocking``, from pinned host memory) into the graph's static
+    input buffer on the current stream, ahead of the replay.
+    """
+
+    def __init__(
+        self, fn: Callable[..., torch.Tensor], device: torch.device, warmup: int = 3
+    ) -> None:
+        self.fn, self.device, self.warmup = fn, device, warmup
+        self._graphs: dict[tuple[Any, ...], tuple[Any, torch.Tensor, torch.Tensor]] = {}
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor, *args: Hashable) -> torch.Tensor:
+        key = (tuple(x.shape), x.dtype, *args)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(x, args)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x, non_blocking=True)
+        graph.replay()
+        return static_out
+
+    def _capture(self, x: torch.Tensor, args: tuple[Hashable, ...]) -> tuple[Any, ...]:
+        static_in = torch.empty(x.shape, dtype=x.dtype, device=self.device)
+        static_in.copy_(x)
+        side = torch.cuda.Stream(self.device)  # warm-up (cuDNN autotuning) off the main stream
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup):
+                self.fn(static_in, *args)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: other threads' CUDA calls (pinned host buffers of blocks starting
+        # meanwhile) must not invalidate the capture
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            static_out = self.fn(static_in, *args)
+        return graph, static_in, static_out
+
+
+def predict_array(
+    predictor: Predictor, array: Any, block_shape: Sequence[int] | None = None
+) -> np.ndarray:
+    """Predict a whole (z, y, x) array in memory, tile by tile (single process).
+
+    ``block_shape`` defaults to one tile covering the whole array (rounded up to the factor).
+    """
+    shape = tuple(array.shape)
+    if block_shape is None:
+        f = net_factor(predictor.model)
+        block_shape = tuple(-(-s // k) * k for s, k in zip(shape, f, strict=True))
+    plan = tile_plan(predictor.model, shape, block_shape)
+    result = np.empty(shape, dtype=np.float32)
+    for tile in plan:
+        result[tile.write.to_slices()] = predictor.predict_tile(array, tile)
+    return result

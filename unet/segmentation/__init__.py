@@ -1,0 +1,5 @@
+"""Instance segmentation of probability volumes: its config, in-memory kernels, the block worker,
+the merge graph and the blockwise run with globally consistent ids.
+
+May import: unet.errors, unet.geometry, unet.io, unet.cluster.
+"""

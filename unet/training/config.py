@@ -1,0 +1,231 @@
+"""The training configuration: one frozen, validated dataclass built from the workflow config."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from unet.errors import InputError, InputTypeError
+from unet.io.slices import parse_slices
+from unet.model import input_size
+from unet.training.augment import AugmentConfig
+
+Precision = Literal["fp32", "bf16", "fp16"]
+Schedule = Literal["constant", "poly", "cosine"]
+Slices = tuple[int, ...] | str
+
+ARCH_FIELDS = ("base_channels", "depth", "ndim", "batch_norm", "dropout")
+RUNTIME_FIELDS = frozenset(
+    {
+        "device",
+        "workers",
+        "log_every",
+        "checkpoint_every",
+        "checkpoint_seconds",
+        "val_every",
+        "channels_last",
+        "cudnn_benchmark",
+        "deterministic",
+    }
+)
+"""Settings that may change when a job resumes: they do not change what is being trained."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides its data (the paper's values where it has them).
+
+    Parameters
+    ----------
+    base_channels, depth, ndim, batch_norm, dropout : the :class:`unet.model.UNet`.
+    output_tile : output tile per axis, ``ndim`` entries (paper: 388 x 388, from 572 x 572).
+    steps, batch_size : optimisation steps, patches per step (paper: batch 1).
+    lr, momentum, weight_decay : SGD (paper: momentum 0.99; it gives no learning rate).
+    schedule : learning-rate factor over the steps: ``constant``, ``poly``
+        (``(1 - s / steps) ** poly_power``) or ``cosine`` (``(1 + cos(pi s / steps)) / 2``).
+    seed : seeds the initial weights, dropout and every patch (sample ``i`` is a pure function
+        of ``(seed, i)``).
+    train_slices : z indices to train on, or a spec such as ``"0-24"`` / ``"all"``
+        (:func:`unet.io.slices.parse_slices`); ``None``: every slice not in ``val_slices``.
+    val_slices : held-out z indices (or a spec); their pixel error is recorded in
+        ``metrics.csv`` every ``val_every`` steps (0: only after the last step).
+    log_every : steps between log lines.
+    checkpoint_every, checkpoint_seconds : write the training state every so many steps /
+        seconds (0 disables either); it is also written on SIGUSR1 and SIGTERM.
+    device : ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ``cuda:1``...
+    precision : ``fp32``, or autocast to ``bf16`` / ``fp16`` (fp16 with gradient scaling).
+    channels_last : channels-last memory format on CUDA devices (faster convolutions on
+        tensor-core GPUs); ignored on the CPU, where it makes convolutions slower.
+    cudnn_benchmark : let cuDNN time its algorithms for the tile shape.
+    workers : DataLoader processes reading and augmenting patches (0: in the training process).
+    augment : :class:`unet.training.augment.AugmentConfig` (a mapping is converted), ``None`` for
+    none.
+    deterministic : deterministic algorithms, no cuDNN benchmark; on the CPU a resumed run
+        then ends with bit-identical weights.
+    """
+
+    base_channels: int = 64
+    depth: int = 4
+    ndim: int = 2
+    batch_norm: bool = False
+    dropout: float = 0.5
+    output_tile: tuple[int, ...] = (388, 388)
+    steps: int = 20000
+    batch_size: int = 1
+    lr: float = 0.01
+    momentum: float = 0.99
+    weight_decay: float = 0.0
+    schedule: Schedule = "poly"
+    poly_power: float = 0.9
+    seed: int = 0
+    train_slices: Slices | None = None
+    val_slices: Slices = ()
+    val_every: int = 0
+    log_every: int = 100
+    checkpoint_every: int = 500
+    checkpoint_seconds: float = 600.0
+    device: str = "auto"
+    precision: Precision = "fp32"
+    channels_last: bool = True
+    cudnn_benchmark: bool = True
+    workers: int = 2
+    augment: AugmentConfig | None = field(default_factory=AugmentConfig)
+    deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_tile", tuple(int(t) for t in self.output_tile))
+        for name in ("train_slices", "val_slices"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, name, tuple(int(z) for z in value))  # YAML lists
+            elif isinstance(value, str) and value != "all":
+                parse_slices(value, sys.maxsize, name)  # syntax only: the volume comes later
+        if isinstance(self.augment, Mapping):
+            object.__setattr__(self, "augment", AugmentConfig(**self.augment))
+        if not isinstance(self.augment, AugmentConfig | None):
+            raise InputTypeError(f"augment must be an AugmentConfig or None, got {self.augment!r}")
+        for name in ("batch_norm", "channels_last", "cudnn_benchmark", "deterministic"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputTypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        _require(self.ndim in (2, 3), f"ndim must be 2 or 3, got {self.ndim}")
+        _require(
+            self.depth >= 1 and self.base_channels >= 1,
+            f"depth and base_channels must be >= 1, got {self.depth}, {self.base_channels}",
+        )
+        _require(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        _require(
+            len(self.output_tile) == self.ndim,
+            f"output_tile {self.output_tile} needs {self.ndim} entries for a {self.ndim}D net",
+        )
+        for o in self.output_tile:
+            _require(
+                o >= 1 and input_size(o, self.depth) is not None,
+                f"output_tile {self.output_tile}: no input gives an output of {o} at depth "
+                f"{self.depth}; nearest valid outputs {_valid_near(o, self.depth)}",
+            )
+        _require(
+            self.steps >= 1 and self.batch_size >= 1,
+            f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}",
+        )
+        _require(
+            self.lr > 0 and 0 <= self.momentum < 1 and self.weight_decay >= 0,
+            f"need lr > 0, momentum in [0, 1), weight_decay >= 0, got {self.lr}, "
+            f"{self.momentum}, {self.weight_decay}",
+        )
+        _require(
+            self.schedule in ("constant", "poly", "cosine"),
+            f"schedule must be constant, poly or cosine, got {self.schedule!r}",
+        )
+        _require(self.poly_power > 0, f"poly_power must be > 0, got {self.poly_power}")
+        _require(self.seed >= 0, f"seed must be non-negative, got {self.seed}")
+        _require(self.train_slices != (), "train_slices must not be empty (None: all but val)")
+        _require(
+            self.val_every >= 0 and (bool(self.val_slices) or not self.val_every),
+            f"val_every {self.val_every} needs val_slices and must be >= 0",
+        )
+        _require(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
+        _require(
+            self.checkpoint_every >= 0 and self.checkpoint_seconds >= 0,
+            "checkpoint_every and checkpoint_seconds must be >= 0 (0: off), got "
+            f"{self.checkpoint_every}, {self.checkpoint_seconds}",
+        )
+        _require(
+            self.precision in ("fp32", "bf16", "fp16"),
+            f"precision must be fp32, bf16 or fp16, got {self.precision!r}",
+        )
+        _require(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError as err:
+                raise InputError(
+                    f"device must be 'auto' or a torch device, got {self.device!r}"
+                ) from err
+
+    @property
+    def arch(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`unet.model.UNet` (one grey-value input, two classes)."""
+        return {"in_channels": 1, "n_classes": 2, **{k: getattr(self, k) for k in ARCH_FIELDS}}
+
+    @property
+    def input_tile(self) -> tuple[int, ...]:
+        """The input tile that gives ``output_tile`` (388 -> 572 at depth 4)."""
+        return tuple(int(input_size(o, self.depth) or 0) for o in self.output_tile)
+
+    def slices(self, n_slices: int) -> tuple[list[int], list[int]]:
+        """The (train, val) z indices in a volume of ``n_slices`` slices.
+
+        ``ValueError`` if an index is outside the volume, repeated, in both sets, or if no
+        training slice is left.
+        """
+        val = _indices(self.val_slices, n_slices, "val_slices")
+        train = (
+            _indices(self.train_slices, n_slices, "train_slices")
+            if self.train_slices is not None
+            else [z for z in range(n_slices) if z not in val]
+        )
+        shared = sorted(set(train) & set(val))
+        _require(not shared, f"slices {shared} are in both train_slices and val_slices")
+        _require(bool(train), f"no training slices left in a volume of {n_slices} slices")
+        for name, idx in (("train_slices", train), ("val_slices", val)):
+            ascending = not idx or idx == list(range(idx[0], idx[0] + len(idx)))
+            _require(
+                self.ndim == 2 or ascending,
+                f"{name} must be one ascending z range for a 3D net, got {idx}",
+            )
+        return train, val
+
+    def identity(self, volume_shape: Sequence[int]) -> dict[str, Any]:
+        """What a saved training state must match to be resumed: the architecture, every
+        setting outside :data:`RUNTIME_FIELDS`, and the volume shape."""
+        settings = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in RUNTIME_FIELDS and k not in ARCH_FIELDS
+        }
+        return {"arch": self.arch, "config": settings, "volume_shape": list(volume_shape)}
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise InputError(message)
+
+
+def _valid_near(size: int, depth: int) -> list[int]:
+    """The nearest valid output sizes below (if any) and above ``size``."""
+    below = next((o for o in range(size, 0, -1) if input_size(o, depth)), None)
+    above = next(o for o in range(max(size, 1), size + 2**depth + 2) if input_size(o, depth))
+    return [above] if below is None else [below, above]
+
+
+def _indices(spec: Slices, n_slices: int, name: str) -> list[int]:
+    if isinstance(spec, str):
+        return parse_slices(spec, n_slices, name)
+    bad = [z for z in spec if not 0 <= z < n_slices]
+    _require(not bad, f"{name} {bad} outside the volume's z range [0, {n_slices})")
+    _require(len(set(spec)) == len(spec), f"{name} {list(spec)} repeats slices")
+    return list(spec)
