@@ -8,7 +8,7 @@ from seconds/step measured side by side in this process), is scored on the valid
 weights are counted on the training slices only.  The base recipe is config/config.yaml's
 model / train / weights sections; each row changes one thing.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/accuracy.py --rows project,w0_0 --out bench/out/accuracy
+    OMP_NUM_THREADS=1 .venv/bin/python bench/accuracy.py --rows project,w0_0,monai,tta8
     .venv/bin/python bench/accuracy.py --table --out bench/out/accuracy    # table of saved rows
     .venv/bin/python bench/accuracy.py --smoke --out /tmp/acc-smoke        # < 1 min
 
@@ -35,14 +35,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy_levers as levers  # noqa: E402
 
-from unet.augment import AugmentConfig  # noqa: E402
-from unet.inference import Predictor, predict_array  # noqa: E402
-from unet.isbi2012 import challenge_scores  # noqa: E402
+from unet.evaluation.isbi2012 import challenge_scores  # noqa: E402
 from unet.model import UNet  # noqa: E402
-from unet.sampler import PatchDataset  # noqa: E402
-from unet.train_config import TrainConfig  # noqa: E402
-from unet.trainer import Trainer  # noqa: E402
-from unet.weights import instances_from_mask, resolve_class_weights, weight_map  # noqa: E402
+from unet.prediction.tiles import Predictor, predict_array  # noqa: E402
+from unet.training.config import TrainConfig  # noqa: E402
+from unet.training.sampler import PatchDataset  # noqa: E402
+from unet.training.step import Trainer  # noqa: E402
+from unet.weights.border import instances_from_mask, resolve_class_weights, weight_map  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN, VAL, TEST = list(range(20)), [21, 22], [25, 26, 27, 28, 29]

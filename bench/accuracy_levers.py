@@ -24,11 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unet.augment import augment
 from unet.geometry import Box, Window, center_crop, read_mirrored
-from unet.normalize import to_unit
-from unet.sampler import PatchDataset, Sample
-from unet.weights import separate
+from unet.io.normalize import to_unit
+from unet.training.augment import augment
+from unet.training.sampler import PatchDataset, Sample
+from unet.weights.border import separate
 
 DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
 """The 8 symmetries of the square: rotate by k * 90 degrees, after an optional x flip."""

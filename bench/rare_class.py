@@ -27,11 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy as acc  # noqa: E402
 
-from unet.inference import Predictor, predict_array  # noqa: E402
-from unet.sampler import PatchDataset  # noqa: E402
-from unet.train_config import TrainConfig  # noqa: E402
-from unet.trainer import Trainer  # noqa: E402
-from unet.weights import instances_from_mask  # noqa: E402
+from unet.prediction.tiles import Predictor, predict_array  # noqa: E402
+from unet.training.config import TrainConfig  # noqa: E402
+from unet.training.sampler import PatchDataset  # noqa: E402
+from unet.training.step import Trainer  # noqa: E402
+from unet.weights.border import instances_from_mask  # noqa: E402
 
 
 def small_cells(cells: np.ndarray, area: int) -> np.ndarray:

@@ -58,6 +58,7 @@ class EngineSpec:
     threads: int
     io_threads: int
     cuda_graphs: bool = False
+    tta: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,11 @@ class Engine:
         else:
             torch.backends.cudnn.benchmark = True
         self.predictor = Predictor(
-            load_model(spec.model_path), self.device, spec.precision, spec.channels_last
+            load_model(spec.model_path),
+            self.device,
+            spec.precision,
+            spec.channels_last,
+            tta=spec.tta,
         )
         if spec.compile:
             self.predictor.model = torch.compile(self.predictor.model)  # type: ignore[assignment]
