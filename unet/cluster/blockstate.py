@@ -73,6 +73,7 @@ class Layout:
     model_checksum: str
     precision: str
     version: int = LAYOUT_VERSION
+    tta: bool = False
 
     def __post_init__(self) -> None:
         for name in ("raw_shape", "z_range", "block_shape", "tile_shape", "chunks"):
@@ -98,8 +99,12 @@ class Layout:
         return Box(begin, self.block_shape).intersect(Box.from_shape(self.volume_shape))
 
     def record(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """A JSON-ready dict (tuples as lists); ``tta`` only when set, so that the layouts of
+        runs without it keep the hash they had before the setting existed."""
+        record = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if not record["tta"]:
+            del record["tta"]
+        return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Layout:

@@ -64,6 +64,7 @@ class EngineSpec:
     threads: int
     io_threads: int
     cuda_graphs: bool = False
+    tta: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,11 @@ class Engine:
         else:
             torch.backends.cudnn.benchmark = True
         self.predictor = Predictor(
-            load_model(spec.model_path), self.device, spec.precision, spec.channels_last
+            load_model(spec.model_path),
+            self.device,
+            spec.precision,
+            spec.channels_last,
+            tta=spec.tta,
         )
         if spec.compile:
             self.predictor.model = torch.compile(self.predictor.model)  # type: ignore[assignment]

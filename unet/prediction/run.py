@@ -84,6 +84,7 @@ def make_layout(
         config.output_dtype,
         checksum(model_path),
         config.precision,
+        tta=config.tta,
     )
     setting = "predict.tile_shape" if config.tile_shape else "predict.block_shape"
     tile_plan(model, layout.volume_shape, layout.tile_shape, setting)  # an illegal tile raises
@@ -221,6 +222,7 @@ def _run(
         config.threads,
         config.io_threads,
         cuda_graphs=config.cuda_graphs,
+        tta=config.tta,
     )
     jobs = (
         engine.BlockJob(spec, layout, str(partial), int(i), config.tiles_per_batch, config.prefetch)

@@ -21,6 +21,9 @@ from unet.model import UNet
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
+DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
+"""Test-time augmentation: rotate the y-x plane by ``k`` * 90 degrees after an optional x flip."""
+
 
 def spatial_axes(model: UNet) -> tuple[int, ...]:
     """The (z, y, x) axes the model convolves: (1, 2) for a 2D net, (0, 1, 2) for a 3D net."""
@@ -116,6 +119,11 @@ class Predictor:
     device : a torch device string.
     precision : ``fp32``, or autocast to ``bf16``/``fp16`` (CUDA).
     channels_last : use channels-last memory format (faster convolutions on GPUs).
+    tta : average the probabilities over the 8 rotations by 90 degrees and flips of the y-x
+        plane (:data:`DIHEDRAL`; 8x the forward passes).  Each tile's input is transformed about
+        its centre and the output transformed back; every valid input length is the same modulo
+        ``2^depth``, so the transformed tiles of a plan share one max-pool grid and the stitched
+        result stays independent of the tiling.
     """
 
     def __init__(
@@ -124,12 +132,14 @@ class Predictor:
         device: str | torch.device = "cpu",
         precision: Precision = "fp32",
         channels_last: bool = False,
+        tta: bool = False,
     ) -> None:
         if precision not in ("fp32", "bf16", "fp16"):
             raise InputError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.precision = precision
+        self.tta = bool(tta)
         self.autocast_cache = True  # False while captured by CudaGraphs
         self.memory_format = torch.preserve_format
         if channels_last:
@@ -141,11 +151,23 @@ class Predictor:
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """``(B, 1, *S_in)`` grey values (float32 in [0, 1], or raw uint8, normalised here on the
         device by the same float32 division as :func:`unet.io.normalize.to_unit`) ->
-        foreground probability ``(B, *S_out)`` float32."""
+        foreground probability ``(B, *S_out)`` float32; with ``tta`` the mean over the 8
+        rotations/flips of the y-x plane."""
         x = batch.to(self.device, non_blocking=True)
         if x.dtype == torch.uint8:
             x = x.float() / 255
-        x = x.contiguous(memory_format=self.memory_format)
+        if not self.tta:
+            return self._probability(x)
+        total = torch.zeros((), device=self.device)
+        for k, flip in DIHEDRAL:
+            moved = torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
+            back = torch.rot90(self._probability(moved), -k, dims=(-2, -1))
+            total = total + (back.flip(-1) if flip else back)
+        return total / len(DIHEDRAL)
+
+    def _probability(self, x: torch.Tensor) -> torch.Tensor:
+        preserve = self.memory_format == torch.preserve_format  # contiguous() refuses it
+        x = x.contiguous() if preserve else x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.precision, self.autocast_cache):
             logits = self.model(x)
         return 1.0 - torch.softmax(logits.float(), dim=1)[:, 0]

@@ -1,0 +1,281 @@
+"""Accuracy rows on the ISBI 2012 stack in the challenge's own terms (issue 16).
+
+Every row trains on slices 0-19 with the same budget (steps; the MONAI row: the same wall time,
+from seconds/step measured side by side in this process), is scored on the validation slices
+21-22 (threshold choices) and on the test slices 25-29 with the challenge's scorer
+(:func:`unet.isbi2012.challenge_scores`: best threshold of each metric, as the challenge did;
+``rand@val_t`` is the test Rand error at the threshold that was best on validation).  Class
+weights are counted on the training slices only.  The base recipe is config/config.yaml's
+model / train / weights sections; each row changes one thing.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/accuracy.py --rows project,w0_0,monai,tta8
+    .venv/bin/python bench/accuracy.py --table --out bench/out/accuracy    # table of saved rows
+    .venv/bin/python bench/accuracy.py --smoke --out /tmp/acc-smoke        # < 1 min
+
+Each row is written to ``<out>/<row>.json`` (so rows can run in separate processes); trained
+models are cached in ``<out>/models/`` by what trained them (the TTA row reuses ``project``'s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import accuracy_levers as levers  # noqa: E402
+
+from unet.evaluation.isbi2012 import challenge_scores  # noqa: E402
+from unet.model import UNet  # noqa: E402
+from unet.prediction.tiles import Predictor, predict_array  # noqa: E402
+from unet.training.config import TrainConfig  # noqa: E402
+from unet.training.sampler import PatchDataset  # noqa: E402
+from unet.training.step import Trainer  # noqa: E402
+from unet.weights.border import instances_from_mask, resolve_class_weights, weight_map  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN, VAL, TEST = list(range(20)), [21, 22], [25, 26, 27, 28, 29]
+
+ROWS: dict[str, dict[str, Any]] = {
+    "project": {},
+    "w0_0": {"weights": {"w0": 0.0}},
+    "monai": {"model": "monai"},
+    "tta8": {"tta": True},
+    "dropout2": {"dropout2": True},
+    "grown_box": {"grown": True},
+    "tile_228": {"train": {"output_tile": [228, 228]}},
+    "steps_4000": {"train": {"steps": 4000}},
+    "sigma_10": {"weights": {"sigma": 10.0}},
+    "w0_30": {"weights": {"w0": 30.0}},
+    "cw_none": {"weights": {"class_weights": "none"}},
+    "cw_sqrt": {"weights": {"class_weights": "sqrt"}},
+    "cosine": {"train": {"schedule": "cosine"}},
+    "lr_0.003": {"train": {"lr": 0.003}},
+    "base32": {"train": {"base_channels": 32}},
+}
+"""Each row's change to the base recipe (``tta`` alone does not change training)."""
+
+
+def base_recipe(config_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(TrainConfig keyword arguments, weights settings) of a workflow config file."""
+    config = yaml.safe_load(config_path.read_text())
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    train = {k: v for k, v in {**config["model"], **config["train"]}.items() if k in fields}
+    train.update(device="cpu", workers=0, val_slices=(), val_every=0, train_slices=TRAIN)
+    weights = {k: config["weights"][k] for k in ("w0", "sigma", "class_weights")}
+    return train, weights
+
+
+def row_recipe(name: str, base: tuple[dict[str, Any], dict[str, Any]], smoke: bool) -> dict:
+    spec = ROWS[name]
+    train = {**base[0], **spec.get("train", {})}
+    if smoke:
+        train.update(base_channels=2, depth=2, output_tile=[20, 20], steps=3)
+    weights = {**base[1], **spec.get("weights", {})}
+    recipe = {
+        "train": train,
+        "weights": weights,
+        "model": spec.get("model", "unet"),
+        "grown": spec.get("grown", False),
+        "dropout2": spec.get("dropout2", False),
+    }
+    key = hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return {**recipe, "tta": spec.get("tta", False), "key": key}
+
+
+def load_stack(smoke: bool) -> tuple[np.ndarray, np.ndarray]:
+    raw = tifffile.imread(ROOT / "data/isbi2012/train-volume.tif")
+    mask = tifffile.imread(ROOT / "data/isbi2012/train-labels.tif")
+    if smoke:
+        raw, mask = raw[:, :64, :64], mask[:, :64, :64]
+    return raw, (mask > 0).astype(np.uint8)  # 1 = cell, 0 = membrane
+
+
+def weight_volume(cells: np.ndarray, w0: float, sigma: float, class_weights: str) -> np.ndarray:
+    """Eq. 2 weights of the whole stack, w_c counted on the training slices only."""
+    counts = (int((cells[TRAIN] == 0).sum()), int((cells[TRAIN] > 0).sum()))
+    pair = bench_class_weights(class_weights, counts)
+    instances = instances_from_mask(cells)
+    return weight_map(instances, w0, sigma, pair, ndim=2)
+
+
+def bench_class_weights(choice: str, counts: tuple[int, int]) -> tuple[float, float]:
+    """``balanced`` (max_k N_k / N_c), ``none``, ``sqrt`` (its square root) or ``capN``
+    (balanced, capped at N)."""
+    if choice == "none":
+        return 1.0, 1.0
+    w_bg, w_fg = resolve_class_weights("balanced", counts=counts)
+    if choice == "sqrt":
+        return w_bg**0.5, w_fg**0.5
+    if choice.startswith("cap"):
+        cap = float(choice[3:])
+        return min(w_bg, cap), min(w_fg, cap)
+    return w_bg, w_fg
+
+
+def unet_row(recipe: dict, raw: np.ndarray, cells: np.ndarray, steps: int) -> tuple[Any, dict]:
+    """Train the project's net with its Trainer; returns (predict function, log)."""
+    config = TrainConfig(**{**recipe["train"], "steps": steps})
+    weights = weight_volume(cells, **recipe["weights"])
+    trainer = Trainer(config, torch.device("cpu"))
+    hook = levers.add_second_dropout(trainer.model, config.dropout) if recipe["dropout2"] else None
+    dataset_type = levers.GrownBoxDataset if recipe["grown"] else PatchDataset
+    dataset = dataset_type(
+        raw, cells, weights, config.input_tile, config.output_tile, TRAIN, config.seed,
+        config.augment,
+    )  # fmt: skip
+    t0, losses = time.perf_counter(), []
+    for i in range(steps):
+        image, classes, w = dataset[i]
+        losses.append(float(trainer.step((image[None], classes[None], w[None]))))
+    seconds = time.perf_counter() - t0
+    if hook is not None:
+        hook.remove()  # training-only dropout: nothing to do at inference, but keep it clean
+    model = trainer.model.eval()
+    return model, {"seconds": seconds, "loss_last100": float(np.mean(losses[-100:]))}
+
+
+def predictor_fn(model: Any) -> Any:
+    """(z, y, x) grey values -> cell probability, one exact overlap-tile pass per call."""
+    if isinstance(model, UNet):
+        predictor = Predictor(model, "cpu")
+        return lambda volume: predict_array(predictor, volume)
+    return model.predict
+
+
+def score(predict: Any, raw: np.ndarray, cells: np.ndarray, tta: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for split, zs, warping in (("val", VAL, False), ("test", TEST, True)):
+        volume = raw[zs]
+        t0 = time.perf_counter()
+        prob = levers.dihedral_average(predict, volume) if tta else predict(volume)
+        seconds = time.perf_counter() - t0
+        s = challenge_scores(list(prob), list(cells[zs] * 255), warping=warping)
+        out[split] = {**s, "predict_seconds": seconds}
+    val_t = out["val"]["rand_threshold"]
+    idx = out["test"]["by_threshold"]["legacy_thresholds"].index(round(val_t, 1))
+    out["test"]["rand_error_at_val_threshold"] = out["test"]["by_threshold"]["rand_error"][idx]
+    return out
+
+
+def run_row(name: str, args: argparse.Namespace, raw: np.ndarray, cells: np.ndarray) -> dict:
+    recipe = row_recipe(name, base_recipe(args.config), args.smoke)
+    models = args.out / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    cache = models / f"{recipe['key']}.pt"
+    steps = recipe["train"]["steps"]
+    if recipe["model"] == "monai":
+        steps = monai_steps(recipe, raw, cells, args)
+    info: dict[str, Any] = {}
+    if recipe["model"] == "monai":
+        trainer = monai_trainer(raw, cells, args.smoke)
+        t0 = time.perf_counter()
+        losses = [trainer.step() for _ in range(steps)]
+        info = {"seconds": time.perf_counter() - t0, "loss_last100": float(np.mean(losses[-100:]))}
+        model: Any = trainer
+    elif cache.exists():
+        saved = torch.load(cache, weights_only=False)
+        model = UNet(**saved["arch"])
+        model.load_state_dict(saved["state"])
+        model.eval()
+        info = saved["info"]
+    else:
+        model, info = unet_row(recipe, raw, cells, steps)
+        torch.save({"arch": model.arch, "state": model.state_dict(), "info": info}, cache)
+    scores = score(predictor_fn(model), raw, cells, recipe["tta"])
+    result = {"row": name, "recipe": recipe, "steps": steps, **info, **scores}
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
+def monai_trainer(raw: np.ndarray, cells: np.ndarray, smoke: bool) -> levers.MonaiTrainer:
+    patch = 32 if smoke else 256
+    features = (2, 2, 2, 2, 2, 2) if smoke else None
+    return levers.MonaiTrainer(raw, cells, TRAIN, patch, seed=0, features=features)
+
+
+def monai_steps(recipe: dict, raw: np.ndarray, cells: np.ndarray, args: Any) -> int:
+    """MONAI steps that take the wall time of the project recipe's steps: seconds/step of both
+    measured side by side here (same process, same threads)."""
+    n = 2 if args.smoke else 30
+    config = TrainConfig(**recipe["train"])
+    weights = weight_volume(cells, **recipe["weights"])
+    trainer = Trainer(config, torch.device("cpu"))
+    dataset = PatchDataset(
+        raw, cells, weights, config.input_tile, config.output_tile, TRAIN, 0, config.augment
+    )
+    counter = iter(range(10**9))
+
+    def ours() -> None:
+        image, classes, w = dataset[next(counter)]
+        trainer.step((image[None], classes[None], w[None]))
+
+    t_ours = levers.seconds_per_step(ours, n)
+    t_monai = levers.seconds_per_step(monai_trainer(raw, cells, args.smoke).step, n)
+    steps = max(1, round(config.steps * t_ours / t_monai))
+    print(f"seconds/step: project {t_ours:.4f}, MONAI {t_monai:.4f} -> MONAI {steps} steps")
+    (args.out / "monai_timing.json").write_text(
+        json.dumps({"project_s_per_step": t_ours, "monai_s_per_step": t_monai, "steps": steps})
+    )
+    return steps
+
+
+def table(results: list[dict]) -> str:
+    head = (
+        "| run | budget | Rand error | pixel error | warping error | V_rand thinned | "
+        "V_info thinned | rand@val_t | val Rand |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in results:
+        t, v = r["test"], r["val"]
+        budget = f"{r['steps']} steps, {r['seconds'] / 60:.1f} min"
+        warp = "n/a" if t["warping_error"] is None else f"{t['warping_error']:.6f}"
+        lines.append(
+            f"| {r['row']} | {budget} | {t['rand_error']:.4f} (t={t['rand_threshold']:.1f}) | "
+            f"{t['pixel_error']:.4f} | {warp} | {t['v_rand_thinned']:.4f} | "
+            f"{t['v_info_thinned']:.4f} | {t['rand_error_at_val_threshold']:.4f} | "
+            f"{v['rand_error']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", default="project,w0_0,monai,tta8", help=f"of {', '.join(ROWS)}")
+    p.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
+    p.add_argument("--out", type=Path, default=ROOT / "bench/out/accuracy")
+    p.add_argument("--smoke", action="store_true", help="tiny nets and crops (< 1 min)")
+    p.add_argument("--table", action="store_true", help="only print the table of saved rows")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = [n for n in args.rows.split(",") if n]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        p.error(f"unknown rows {unknown}; rows: {', '.join(ROWS)}")
+    if not args.table:
+        raw, cells = load_stack(args.smoke)
+        for name in names:
+            r = run_row(name, args, raw, cells)
+            print(table([r]).splitlines()[-1], flush=True)
+    results = [json.loads((args.out / f"{n}.json").read_text()) for n in names
+               if (args.out / f"{n}.json").exists()]  # fmt: skip
+    text = table(results)
+    (args.out / "table.md").write_text(text + "\n")
+    (args.out / "accuracy.json").write_text(json.dumps(results, indent=1, default=str))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The pure parts of bench/accuracy.py and bench/rare_class.py (the rows themselves are timed
+runs: ``bench/accuracy.py --smoke`` runs every kind of row in well under a minute)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import accuracy  # noqa: E402
+import accuracy_levers as levers  # noqa: E402
+import rare_class  # noqa: E402
+
+
+def test_dihedral_round_trip() -> None:
+    a = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    seen = set()
+    for k, flip in levers.DIHEDRAL:
+        moved = levers.dihedral(a, k, flip)
+        np.testing.assert_array_equal(levers.undo_dihedral(moved, k, flip), a)
+        seen.add(moved.tobytes() + bytes(moved.shape))
+    assert len(seen) == 8  # eight different symmetries
+
+
+def test_dihedral_average_of_an_equivariant_map_is_the_map() -> None:
+    a = np.random.default_rng(0).random((1, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(levers.dihedral_average(lambda v: 2 * v, a), 2 * a, rtol=1e-6)
+
+
+def test_grown_margin_covers_rotation_and_elastic() -> None:
+    # a 300 px box rotated by 45 degrees reaches 150 * sqrt(2) = 212.1 from its centre
+    assert levers.grown_margin((300, 300), 180, 10.0) == 63 + 40
+    assert levers.grown_margin((300, 300), 0, 0.0) == 0
+
+
+def test_class_weight_choices() -> None:
+    counts = (10, 90)  # background rare: w_bg = 9
+    assert accuracy.bench_class_weights("balanced", counts) == (9.0, 1.0)
+    assert accuracy.bench_class_weights("none", counts) == (1.0, 1.0)
+    assert accuracy.bench_class_weights("sqrt", counts) == (3.0, 1.0)
+    assert accuracy.bench_class_weights("cap5", counts) == (5.0, 1.0)
+
+
+def test_rows_change_one_thing() -> None:
+    base = accuracy.base_recipe(accuracy.ROOT / "config/config.yaml")
+    project = accuracy.row_recipe("project", base, smoke=False)
+    tta = accuracy.row_recipe("tta8", base, smoke=False)
+    w0 = accuracy.row_recipe("w0_0", base, smoke=False)
+    assert tta["key"] == project["key"] and tta["tta"]  # the TTA row reuses the trained model
+    assert w0["key"] != project["key"] and w0["weights"]["w0"] == 0
+    assert project["train"]["train_slices"] == accuracy.TRAIN
+    assert not set(accuracy.TRAIN) & set(accuracy.VAL + accuracy.TEST)
+    assert set(accuracy.VAL).isdisjoint(accuracy.TEST)
+
+
+def test_table_formats_a_row() -> None:
+    scores = {
+        "rand_error": 0.1, "rand_threshold": 0.9, "pixel_error": 0.05, "warping_error": 0.001,
+        "v_rand_thinned": 0.9, "v_info_thinned": 0.95, "rand_error_at_val_threshold": 0.11,
+    }  # fmt: skip
+    row = {"row": "x", "steps": 10, "seconds": 60, "test": scores, "val": scores}
+    assert accuracy.table([row]).splitlines()[-1] == (
+        "| x | 10 steps, 1.0 min | 0.1000 (t=0.9) | 0.0500 | 0.001000 | 0.9000 | 0.9500 | "
+        "0.1100 | 0.1000 |"
+    )
+
+
+def test_small_cells_target() -> None:
+    cells = np.ones((1, 5, 7), np.uint8)
+    cells[0, :, 2] = 0  # a 5 x 2 cell (10 px) and a 5 x 4 cell (20 px)
+    np.testing.assert_array_equal(rare_class.small_cells(cells, 15)[0, 0], [1, 1, 0, 0, 0, 0, 0])
+
+
+def test_iou_and_best_f1() -> None:
+    truth = np.array([0, 1, 1, 0])
+    prob = np.array([0.2, 0.7, 0.4, 0.1])
+    assert rare_class.iou(prob, truth) == pytest.approx(0.5)
+    assert rare_class.best_f1(prob, truth) == (pytest.approx(1.0), 0.3)
