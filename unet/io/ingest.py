@@ -89,6 +89,29 @@ class IngestConfig:
             raise InputError(
                 f"pyramid_levels must be >= 1 (level 0 included), got {self.pyramid_levels}"
             )
+        voxel = _numbers(self.voxel_size, 3)
+        if voxel is None or any(not v > 0 for v in voxel):
+            raise InputError(
+                f"voxel size must be 3 positive numbers (z, y, x; nm), got {self.voxel_size!r}"
+            )
+        percentiles = _numbers(self.percentiles, 2)
+        if percentiles is None or not 0 <= percentiles[0] < percentiles[1] <= 100:
+            raise InputError(
+                "percentiles must satisfy 0 <= low < high <= 100 (2 numbers), got "
+                f"{self.percentiles!r}"
+            )
+        object.__setattr__(self, "voxel_size", voxel)
+        object.__setattr__(self, "percentiles", percentiles)
+
+
+def _numbers(value: Any, n: int) -> Any:
+    """``value`` as a tuple of ``n`` finite floats, or None if it is not one."""
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    ok = len(out) == n and np.isfinite(out).all() and not any(isinstance(v, bool) for v in value)
+    return out if ok else None
 
 
 def _validate(
@@ -238,11 +261,7 @@ def placement(
     raw volume ``like``'s (a different explicit voxel size is an error); raw takes the
     configured voxel size, else (:data:`UNKNOWN_VOXEL`) its source's, and its source's
     translation."""
-    given = tuple(float(v) for v in config.voxel_size)
-    if len(given) != 3 or any(not v > 0 for v in given):
-        raise InputError(
-            f"voxel size must be 3 positive numbers (z, y, x), got {config.voxel_size}"
-        )
+    given = tuple(config.voxel_size)  # checked: 3 positive numbers
     known = None if given == UNKNOWN_VOXEL else given
     if like is not None:
         ref = ngff.voxel_size(like)
