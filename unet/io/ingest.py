@@ -18,7 +18,8 @@ The voxel size and translation of an OME-Zarr source are kept; labels take the r
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,6 +103,18 @@ class IngestConfig:
             )
         object.__setattr__(self, "voxel_size", voxel)
         object.__setattr__(self, "percentiles", percentiles)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> IngestConfig:
+        """The config of a rule's params (lists as tuples); every key must be a field, so a
+        setting the rule passes always arrives."""
+        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
+        if unknown:
+            raise InputError(f"unknown ingest setting(s) {unknown}")
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()
+        }
+        return cls(**values)
 
 
 def _numbers(value: Any, n: int) -> Any:
