@@ -111,6 +111,7 @@ def prepare_output(pred_path: str | Path, out_path: str | Path, config: SegmentC
         attrs=attrs,
         name=Path(out_path).stem,
         compression=config.compression,
+        translation=ngff.translation(pred_path),  # e.g. the z offset of a slice range
     )
     group = zarr.open_group(str(partial), mode="r+")
     group.create_array(
@@ -246,7 +247,11 @@ def _finalize(
         attrs: dict[str, Any] = group.attrs.asdict()
         source = os.path.relpath(Path(pred_path).resolve(), Path(out_path).resolve())
         group.attrs["ome"] = ngff.label_image(
-            ngff.voxel_size(tmp), config.pyramid_levels, Path(out_path).stem, source
+            ngff.voxel_size(tmp),
+            config.pyramid_levels,
+            Path(out_path).stem,
+            source,
+            ngff.translation(tmp),
         )
         prov = dict(attrs["unet"])
         prov.update(
