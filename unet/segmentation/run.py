@@ -1,7 +1,8 @@
 """Blockwise instance segmentation of a probability volume, with globally consistent ids.
 
 Runs on the block layout and Dask executors of prediction, one task per block and pass, each
-pass resumable by its done markers (:mod:`unet.cluster.blockstate`)::
+pass resumable by its done markers (:mod:`unet.cluster.blockstate`; compacted into one file per
+pass as the pass runs, as prediction's: :mod:`unet.cluster.markers`)::
 
     prepare_output(pred, out, config)    <out>.partial: labels, work arrays, markers
     1. fragments   per block + halo: kernel (unet.segmentation.kernels), crop, ids 1..n_b, n_b
@@ -171,6 +172,9 @@ def _run_pass(
     markers = blockstate.open_markers(step_path(str(partial), step))
     states = blockstate.read_states(markers, 0, layout.n_blocks)
     todo = np.flatnonzero(states != blockstate.DONE)
+    compactor = blockstate.Compactor(
+        markers, 0, layout.n_blocks, settled=np.flatnonzero(states == blockstate.DONE)
+    )
     sampling = ngff.voxel_size(pred_path) if config.mode == "3d" else None
     jobs = (
         SegmentJob(
@@ -195,15 +199,18 @@ def _run_pass(
             failed.append(index)
             # the marker write may fail too (a full disk): the block is reported either way
             what = blockstate.mark_failed(markers, index, layout.block(index), error)
+            compactor.finished(index)
             first = first or what
             log.error(
                 "segment %s: %s", step, what, exc_info=None if isinstance(error, OSError) else error
             )
             continue
         done += 1
+        compactor.finished(outcome.item.index)
         if time.perf_counter() - last >= config.progress_seconds:
             last = time.perf_counter()
             log.info("segment %s: %d/%d blocks", step, done, len(todo))
+    compactor.flush()
     if first is not None:
         raise BlockError(
             f"{partial}: pass {step}: {len(failed)} block(s) failed (first: {failed[:10]}); "
