@@ -92,7 +92,7 @@ class IngestConfig:
         return cls(**values)
 
 
-def _numbers(value: Any, n: int) -> Any:
+def _numbers(value: Any, n: int) -> tuple[float, ...] | None:
     """``value`` as a tuple of ``n`` finite floats, or None if it is not one."""
     try:
         out = tuple(float(v) for v in value)
