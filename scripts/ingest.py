@@ -1,4 +1,7 @@
-"""Snakemake script of rules ingest_raw / ingest_labels: see unet.io.ingest."""
+"""Snakemake script of rules ingest_raw / ingest_labels: see unet.io.ingest.
+
+Every param of the rule is a setting of :class:`~unet.io.ingest.IngestConfig` (those it leaves
+out take their defaults from the schema)."""
 
 from collections.abc import Callable
 
@@ -18,15 +21,7 @@ if "snakemake" in globals():
     main(
         src=str(sm.input.get("src", sm.input[0])),
         dst=sm.output[0],
-        config=lambda: IngestConfig(
-            kind=sm.params.kind,
-            voxel_size=tuple(sm.params.voxel_size),
-            chunks=tuple(sm.params.chunks),
-            shards=tuple(sm.params.shards) if sm.params.shards else None,
-            membrane_value=sm.params.get("membrane_value", 0),
-            rescale=sm.params.get("rescale", "none"),
-            percentiles=tuple(sm.params.get("percentiles", (0.5, 99.5))),
-        ),
+        config=lambda: IngestConfig.from_settings(dict(sm.params.items())),
         like=sm.input.get("like"),
         log=sm.log[0],
     )

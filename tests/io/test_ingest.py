@@ -130,6 +130,16 @@ def test_config_errors() -> None:
         IngestConfig(chunks=(0, 1, 1))
     with pytest.raises(ValueError, match=r"shards \(2, 24, 32\) must be a multiple of the chunks"):
         IngestConfig(chunks=(1, 16, 16), shards=(2, 24, 32))
+    with pytest.raises(ValueError, match=r"voxel size must be 3 positive numbers .*\('a', 4, 4\)"):
+        IngestConfig(voxel_size=("a", 4, 4))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"percentiles must satisfy .* got \(True, 99\)"):
+        IngestConfig(percentiles=(True, 99))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"unknown ingest setting\(s\) \['pyramids'\]"):
+        IngestConfig.from_settings({"pyramids": 2})
+    rule = {"kind": "raw", "voxel_size": [50, 4, 4], "chunks": [1, 8, 8], "pyramid_levels": 2}
+    config = IngestConfig.from_settings(rule)  # as the rules pass them: lists
+    assert config.voxel_size == (50.0, 4.0, 4.0) and config.chunks == (1, 8, 8)
+    assert config.pyramid_levels == 2 and config.percentiles == (0.5, 99.5)
 
 
 def test_non_numeric_raw_and_empty_image(tmp_path: Path) -> None:

@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet.io import ngff, outputs
+from unet.io import codecs, ngff, outputs
 
 
 def test_doctests() -> None:
     assert doctest.testmod(ngff).failed == 0
+    assert doctest.testmod(codecs).failed == 0
 
 
 def test_create_open_and_metadata(tmp_path: Path) -> None:

@@ -107,7 +107,8 @@ def test_weights_store_validates(tmp_path: Path, volumes: tuple[Path, Path, np.n
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_partial_prediction_carries_its_z_translation(tmp_path: Path) -> None:
     """Slices 2..4 of a volume whose own origin is z = 10 nm start at 10 + 2 * 30 nm; the
-    segmentation of that prediction, and ome-zarr-py reading it, agree."""
+    segmentation of that prediction (every pyramid level), and ome-zarr-py reading both,
+    agree."""
     from unet.prediction.run import PredictConfig, predict_volume
 
     torch.manual_seed(1)
@@ -143,5 +144,20 @@ def test_partial_prediction_carries_its_z_translation(tmp_path: Path) -> None:
     from unet.segmentation.config import SegmentConfig
     from unet.segmentation.run import segment_volume
 
-    segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", SegmentConfig(chunks=(1, 8, 8)))
+    segment = SegmentConfig(chunks=(1, 8, 8), block_shape=(1, 16, 16), pyramid_levels=3)
+    segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", segment)
     validate(tmp_path / "s.zarr")
+    assert ngff.translation(tmp_path / "s.zarr") == ngff.translation(tmp_path / "p.zarr")
+    assert ngff.voxel_size(tmp_path / "s.zarr") == ngff.voxel_size(tmp_path / "p.zarr")
+    # labels are subsampled (nearest): every level keeps level 0's origin
+    assert transforms(tmp_path / "s.zarr") == [
+        [
+            {"type": "scale", "scale": [30.0, 4.0 * 2**level, 4.0 * 2**level]},
+            {"type": "translation", "translation": [70.0, 0.0, 0.0]},
+        ]
+        for level in range(3)
+    ]
+    labels = list(Reader(parse_url(str(tmp_path / "s.zarr")))())[0].metadata
+    assert {"type": "translation", "translation": [70.0, 0.0, 0.0]} in (
+        labels["coordinateTransformations"][0]
+    )

@@ -169,9 +169,10 @@ class Compactor:
         start: int,
         stop: int,
         settled: Iterable[int] = (),
-        every: int = COMPACT_EVERY,
+        every: int | None = None,
     ) -> None:
-        self.markers, self.start, self.stop, self.every = markers, start, stop, every
+        self.markers, self.start, self.stop = markers, start, stop
+        self.every = COMPACT_EVERY if every is None else every  # None: the module's, now
         self.settled = {int(i) for i in settled}
         self.new = 0
 

@@ -1,5 +1,6 @@
 """Ingest: a TIFF, a folder of TIFF/PNG sections or a Zarr array / OME-Zarr image of any tool
-(:mod:`unet.io.sources`) -> a chunked, compressed OME-Zarr volume with a pyramid for viewers.
+(:mod:`unet.io.sources`) -> a chunked, compressed OME-Zarr volume with a pyramid for viewers;
+its settings: :mod:`unet.io.ingest_config`.
 
 The source is streamed slab by slab (``chunks[0]`` slices at a time), so memory stays bounded
 by one slab whatever the volume size.  Every slab is validated on the way:
@@ -18,9 +19,8 @@ The voxel size and translation of an OME-Zarr source are kept; labels take the r
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import zarr
@@ -28,67 +28,14 @@ import zarr
 from unet.errors import InputError
 from unet.geometry import Box
 from unet.io import ngff, outputs, pyramid
+from unet.io.ingest_config import UNKNOWN_VOXEL, IngestConfig
 from unet.io.label_stats import check_counts
 from unet.io.rescale import percentile_window, to_uint8
 from unet.io.sources import Source
-from unet.settings.schema import default
-
-Kind = Literal["raw", "binary", "instances"]
-UNKNOWN_VOXEL = (1.0, 1.0, 1.0)
-"""The default voxel size, read as "not given": the source's or the ``like`` volume's wins."""
 
 log = logging.getLogger("unet.io.ingest")
 
-__all__ = ["IngestConfig", "Source", "ingest"]
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    """How to ingest one volume.
-
-    kind : ``raw`` (EM image), ``binary`` (membrane mask) or ``instances`` (cell ids).
-    voxel_size : (z, y, x) in nanometres, written to the NGFF metadata; :data:`UNKNOWN_VOXEL`
-        (the default) takes an OME-Zarr source's own, labels always take ``like``'s.
-    chunks : output chunk shape (z, y, x); also the slab height used while streaming.
-    shards : Zarr v3 shard shape (z, y, x), a multiple of ``chunks``, or None; with shards the
-        slab height is the shard's (one file per shard: for file systems with file-count quotas).
-    membrane_value : the value that marks membrane (background) in a ``binary`` mask.
-    rescale : ``none`` (grey values as they are) or ``percentile``: raw stretched to uint8
-        between the grey values at ``percentiles`` (:mod:`unet.io.rescale`; for uint16 EM).
-    pyramid_levels : OME-Zarr levels including level 0 (:mod:`unet.io.pyramid`: mean for raw,
-        nearest for labels).
-    """
-
-    kind: Kind = "raw"
-    voxel_size: tuple[float, float, float] = default("dataset", "voxel_size")
-    chunks: tuple[int, int, int] = default("ingest", "chunks")
-    shards: tuple[int, int, int] | None = default("ingest", "shards")
-    membrane_value: int = default("dataset", "membrane_value")
-    rescale: Literal["none", "percentile"] = default("ingest", "rescale")
-    percentiles: tuple[float, float] = default("ingest", "percentiles")
-    pyramid_levels: int = default("ingest", "pyramid_levels")
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("raw", "binary", "instances"):
-            raise InputError(f"kind must be raw, binary or instances, got {self.kind!r}")
-        if len(self.chunks) != 3 or any(int(c) <= 0 for c in self.chunks):
-            raise InputError(f"chunks must be 3 positive ints, got {self.chunks}")
-        if self.shards is not None:
-            ngff.grid_shapes(self.chunks, self.chunks, self.shards)  # a multiple of the chunks
-        if isinstance(self.membrane_value, bool) or not isinstance(self.membrane_value, int):
-            raise InputError(f"membrane_value must be an integer, got {self.membrane_value!r}")
-        if self.membrane_value < 0:
-            raise InputError(f"membrane_value must be >= 0, got {self.membrane_value}")
-        if self.rescale not in ("none", "percentile"):
-            raise InputError(f"rescale must be none or percentile, got {self.rescale!r}")
-        if self.rescale != "none" and self.kind != "raw":
-            raise InputError(f"rescale applies to raw images only, not to {self.kind} labels")
-        if isinstance(self.pyramid_levels, bool) or not isinstance(self.pyramid_levels, int):
-            raise InputError(f"pyramid_levels must be an integer, got {self.pyramid_levels!r}")
-        if self.pyramid_levels < 1:
-            raise InputError(
-                f"pyramid_levels must be >= 1 (level 0 included), got {self.pyramid_levels}"
-            )
+__all__ = ["UNKNOWN_VOXEL", "IngestConfig", "Source", "ingest"]
 
 
 def _validate(
@@ -148,27 +95,8 @@ def ingest(
     """
     source = Source(src)
     try:
-        if like is not None:
-            ref = ngff.open_array(like).shape
-            if tuple(ref) != source.shape:
-                raise InputError(
-                    f"{source.path}: labels of shape {source.shape} do not match the raw volume "
-                    f"{like} of shape {tuple(ref)}"
-                )
-        out_dtype = source.dtype if config.kind == "raw" else _label_dtype(source.dtype)
-        if config.kind == "binary" and config.membrane_value != 0:
-            out_dtype = np.dtype(np.uint8)
-        window = None
-        if config.rescale == "percentile":
-            if source.dtype.kind not in "uif":
-                raise InputError(f"{source.path}: cannot rescale grey values of {source.dtype}")
-            window = percentile_window(
-                lambda z: source.read(Box((z, 0, 0), (1, *source.shape[1:])))[0],
-                source.shape[0],
-                config.percentiles,
-                str(source.path),
-            )
-            out_dtype = np.dtype(np.uint8)
+        _check_like(source, like)
+        out_dtype, window = _output(config, source)
         voxel, origin = placement(config, source, like)
         seen: set[int] = set()
         counts = [0, 0]  # background, foreground pixels (labels)
@@ -179,23 +107,7 @@ def ingest(
                 out_dtype,
                 config.chunks,
                 voxel,
-                attrs={
-                    "stage": "ingest",
-                    "source": str(source.path),
-                    "kind": config.kind,
-                    **({} if config.kind == "raw" else {"membrane_value": config.membrane_value}),
-                    **(
-                        {}
-                        if window is None
-                        else {
-                            "rescale": {
-                                "percentiles": list(config.percentiles),
-                                "window": list(window),
-                                "source_dtype": str(source.dtype),
-                            }
-                        }
-                    ),
-                },
+                attrs=_attrs(config, source, window),
                 name=Path(dst).stem,
                 shards=config.shards,
                 translation=origin,
@@ -203,21 +115,9 @@ def ingest(
             for box, data in source.slabs((config.shards or config.chunks)[0]):
                 data = _validate(data, config, source.path, box, seen, counts)
                 array[box.to_slices()] = data if window is None else to_uint8(data, *window)
-            summary: dict[str, Any] = {}
-            if config.kind != "raw":
-                if config.kind == "binary" and config.membrane_value not in seen:
-                    raise InputError(
-                        f"{source.path}: the binary mask holds the values {sorted(seen)}, none "
-                        f"of them the membrane value {config.membrane_value}: every pixel would "
-                        "be cell; set the value that marks membrane (datasets.<name>."
-                        "membrane_value, unet ingest --membrane-value)"
-                    )
-                fraction = check_counts(str(source.path), counts[0], counts[1], config.kind)
-                summary = {"foreground_fraction": round(fraction, 6)}
-                zarr.open_group(str(tmp), mode="r+").attrs["unet"] = {
-                    **ngff.attributes(tmp),
-                    "label_counts": {"background": counts[0], "foreground": counts[1]},
-                }
+            summary = (
+                {} if config.kind == "raw" else _label_summary(tmp, config, source, seen, counts)
+            )
             method = "mean" if config.kind == "raw" else "nearest"
             pyramid.build(tmp, config.pyramid_levels, array.shards or array.chunks, method=method)
     finally:
@@ -231,6 +131,72 @@ def ingest(
     }
 
 
+def _check_like(source: Source, like: str | Path | None) -> None:
+    """Labels must have the shape of the raw volume ``like`` they label."""
+    if like is None:
+        return
+    ref = tuple(ngff.open_array(like).shape)
+    if ref != source.shape:
+        raise InputError(
+            f"{source.path}: labels of shape {source.shape} do not match the raw volume "
+            f"{like} of shape {ref}"
+        )
+
+
+def _output(config: IngestConfig, source: Source) -> tuple[np.dtype, tuple[float, float] | None]:
+    """The stored dtype, and the grey-value window of a percentile rescale (else None)."""
+    out_dtype = source.dtype if config.kind == "raw" else _label_dtype(source.dtype)
+    if config.kind == "binary" and config.membrane_value != 0:
+        out_dtype = np.dtype(np.uint8)
+    if config.rescale != "percentile":
+        return out_dtype, None
+    if source.dtype.kind not in "uif":
+        raise InputError(f"{source.path}: cannot rescale grey values of {source.dtype}")
+    window = percentile_window(
+        lambda z: source.read(Box((z, 0, 0), (1, *source.shape[1:])))[0],
+        source.shape[0],
+        config.percentiles,
+        str(source.path),
+    )
+    return np.dtype(np.uint8), window
+
+
+def _attrs(
+    config: IngestConfig, source: Source, window: tuple[float, float] | None
+) -> dict[str, Any]:
+    """Provenance of the ingested volume (``attrs["unet"]``)."""
+    attrs: dict[str, Any] = {"stage": "ingest", "source": str(source.path), "kind": config.kind}
+    if config.kind != "raw":
+        attrs["membrane_value"] = config.membrane_value
+    if window is not None:
+        attrs["rescale"] = {
+            "percentiles": list(config.percentiles),
+            "window": list(window),
+            "source_dtype": str(source.dtype),
+        }
+    return attrs
+
+
+def _label_summary(
+    tmp: Path, config: IngestConfig, source: Source, seen: set[int], counts: list[int]
+) -> dict[str, Any]:
+    """Check the whole label volume (a binary mask holds its membrane value, both classes
+    occur), record its class counts, return its foreground fraction."""
+    if config.kind == "binary" and config.membrane_value not in seen:
+        raise InputError(
+            f"{source.path}: the binary mask holds the values {sorted(seen)}, none "
+            f"of them the membrane value {config.membrane_value}: every pixel would "
+            "be cell; set the value that marks membrane (datasets.<name>."
+            "membrane_value, unet ingest --membrane-value)"
+        )
+    fraction = check_counts(str(source.path), counts[0], counts[1], config.kind)
+    zarr.open_group(str(tmp), mode="r+").attrs["unet"] = {
+        **ngff.attributes(tmp),
+        "label_counts": {"background": counts[0], "foreground": counts[1]},
+    }
+    return {"foreground_fraction": round(fraction, 6)}
+
+
 def placement(
     config: IngestConfig, source: Source, like: str | Path | None
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -238,11 +204,7 @@ def placement(
     raw volume ``like``'s (a different explicit voxel size is an error); raw takes the
     configured voxel size, else (:data:`UNKNOWN_VOXEL`) its source's, and its source's
     translation."""
-    given = tuple(float(v) for v in config.voxel_size)
-    if len(given) != 3 or any(not v > 0 for v in given):
-        raise InputError(
-            f"voxel size must be 3 positive numbers (z, y, x), got {config.voxel_size}"
-        )
+    given = tuple(config.voxel_size)  # checked: 3 positive numbers
     known = None if given == UNKNOWN_VOXEL else given
     if like is not None:
         ref = ngff.voxel_size(like)

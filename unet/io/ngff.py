@@ -10,7 +10,8 @@ Each level's ``coordinateTransformations`` place it in physical space (nanometre
 (the voxel size) and, where not zero, ``translation`` (the centre of its first voxel: a
 prediction of slices ``z0..`` starts at ``z0 * voxel_z``; a level averaged from 2**l x 2**l
 voxels is shifted by half of its extra width).  Volumes of other tools (NGFF 0.4 on Zarr v2,
-0.5 on v3, any dataset paths) are read through :func:`multiscale` (:mod:`unet.io.foreign`).
+0.5 on v3, any dataset paths) are read through :func:`multiscale` (:mod:`unet.io.foreign`);
+the compression codecs are :mod:`unet.io.codecs`.
 """
 
 from __future__ import annotations
@@ -22,50 +23,20 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCname, BloscCodec, BloscShuffle
 
 from unet import __version__
 from unet.errors import InputError
 from unet.geometry import check_multiple
 from unet.io import foreign
+from unet.io.codecs import CNAMES as CNAMES  # re-exported: ngff.compressor(...)
+from unet.io.codecs import DEFAULT_COMPRESSION as DEFAULT_COMPRESSION
+from unet.io.codecs import compression_of as compression_of
+from unet.io.codecs import compressor as compressor
 from unet.io.roles import ROLES as ROLES  # re-exported: ngff.check_role(...)
 from unet.io.roles import check_role as check_role
 
 AXES = ("z", "y", "x")
 NGFF_VERSION = "0.5"
-
-
-CNAMES = ("zstd", "lz4", "lz4hc", "zlib", "blosclz")
-DEFAULT_COMPRESSION = "zstd:5"
-
-
-def compressor(spec: str = DEFAULT_COMPRESSION) -> BloscCodec | None:
-    """Blosc codec with byte shuffle for ``"<cname>:<level>"`` (``"none"``: uncompressed).
-
-    ``zstd:5`` (the default, for raw data: written once, read often) compresses best; ``zstd:1``
-    writes uint8 probabilities 2.6-3.7x faster for ~4% more bytes (``bench/predict_host.py``)
-    and suits predictions written at GPU speed.
-
-    >>> compressor("zstd:1").clevel, compressor("none")
-    (1, None)
-    """
-    if spec == "none":
-        return None
-    cname, _, level = spec.partition(":")
-    if cname not in CNAMES or not level.isdigit() or not 0 <= int(level) <= 9:
-        raise InputError(
-            f"compression must be 'none' or '<codec>:<level>' with codec one of {CNAMES} and "
-            f"level 0-9 (e.g. 'zstd:1'), got {spec!r}"
-        )
-    return BloscCodec(cname=BloscCname(cname), clevel=int(level), shuffle=BloscShuffle.shuffle)
-
-
-def compression_of(array: zarr.Array) -> str:
-    """The ``"<cname>:<level>"`` spec of ``array``'s first Blosc codec (``"none"`` if none)."""
-    for codec in array.compressors:
-        if isinstance(codec, BloscCodec):
-            return f"{codec.cname.value}:{codec.clevel}"
-    return "none"
 
 
 def level_transforms(

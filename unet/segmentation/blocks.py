@@ -14,6 +14,7 @@ Work arrays of a run, beside the labels in ``<out>.partial`` (all removed when i
                                        in the scheduler); edge_counts holds m per block
     lut              (N + 1,)          global fragment -> final consecutive id (0: background)
     steps/<pass>/blocks_done           done markers of the passes fragments, edges, relabel
+                                       (compacted: :mod:`unet.cluster.markers`)
 
 Face rule: two fragments that touch across a block face are one object if, for some pair of
 face-adjacent voxels, the segmentations of *both* blocks (each with its halo reaching across
