@@ -29,8 +29,6 @@ LONG = {
     "evaluation/evaluate.py": "pending split",
     "interop/bioimageio_export.py": "pending split",
     "prediction/run.py": "pending split",
-    "training/augment.py": "pending split",
-    "training/loop.py": "pending split",
 }
 
 # What every module may import besides the package root (``from unet import __version__``): the
