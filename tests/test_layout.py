@@ -24,11 +24,6 @@ LONG = {
     "io/ngff.py": "NGFF metadata (owner of unet/io)",
     "io/sources.py": "ingest sources (owner of unet/io)",
     "segmentation/run.py": "blockwise segmentation (owner of unet/segmentation)",
-    # being split (issue 10, helper A):
-    "evaluation/contingency.py": "pending split",
-    "evaluation/evaluate.py": "pending split",
-    "interop/bioimageio_export.py": "pending split",
-    "prediction/run.py": "pending split",
 }
 
 # What every module may import besides the package root (``from unet import __version__``): the

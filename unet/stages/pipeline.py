@@ -15,14 +15,9 @@ from typing import Any, Literal
 import numpy as np
 
 from unet.errors import InputError
-from unet.evaluation.evaluate import (
-    PAPER_ISBI2012,
-    EvaluateConfig,
-    evaluate,
-    write_overlay_png,
-    write_report,
-)
+from unet.evaluation.evaluate import PAPER_ISBI2012, EvaluateConfig, evaluate
 from unet.evaluation.instances import segmentation_scores
+from unet.evaluation.report import write_overlay_png, write_report
 from unet.geometry import Box, Window
 from unet.io import ngff, outputs, provenance
 from unet.io.label_stats import check_counts
