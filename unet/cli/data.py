@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from unet.cli.options import add_common, add_overwrite, override, section, settings
+from unet.cli.options import finish, override, section, settings
 from unet.settings.schema import default
 
 
@@ -55,9 +55,7 @@ def add_ingest(sub: Any) -> None:
         help="OME-Zarr levels incl. full resolution, for viewers (default %(default)s)",
     )
     p.add_argument("--like", help="raw volume whose shape the labels must match")
-    add_overwrite(p, "dst")
-    add_common(p, config=False)
-    p.set_defaults(func=_ingest)
+    finish(p, _ingest, config=False, overwrite="dst")
 
 
 def _ingest(args: argparse.Namespace) -> Any:
@@ -85,8 +83,7 @@ def add_weights(sub: Any) -> None:
     p.add_argument("--ndim", type=int, choices=(2, 3))
     p.add_argument("--class-weights", choices=("balanced", "none"))
     p.add_argument("--instances", action="store_true", help="labels are cell ids, not a mask")
-    add_common(p)
-    p.set_defaults(func=_weights)
+    finish(p, _weights)
 
 
 def _weights(args: argparse.Namespace) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from unet.cli.options import add_common, add_overwrite
+from unet.cli.options import finish
 
 
 def add_export_model(sub: Any) -> None:
@@ -17,9 +17,7 @@ def add_export_model(sub: Any) -> None:
     p.add_argument("--author", action="append", help="who trained the model (repeatable)")
     p.add_argument("--license", default="MIT", help="SPDX license of the weights (default MIT)")
     p.add_argument("--documentation", help="Markdown model card (default: a generated one)")
-    add_overwrite(p, "package")
-    add_common(p, config=False)
-    p.set_defaults(func=_export_model)
+    finish(p, _export_model, config=False, overwrite="package")
 
 
 def _export_model(args: argparse.Namespace) -> Any:
@@ -43,9 +41,7 @@ def add_export_tiff(sub: Any) -> None:
     p = sub.add_parser("export-tiff", help="OME-Zarr volume or label image -> ImageJ TIFF (Fiji)")
     p.add_argument("volume", help="prediction or segmentation OME-Zarr")
     p.add_argument("tiff", help="new multi-page TIFF (voxel size in the resolution tags)")
-    add_overwrite(p, "TIFF")
-    add_common(p, config=False)
-    p.set_defaults(func=_export_tiff)
+    finish(p, _export_tiff, config=False, overwrite="TIFF")
 
 
 def _export_tiff(args: argparse.Namespace) -> Any:

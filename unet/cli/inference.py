@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from unet.cli.options import add_common, add_overwrite, override, section, settings
+from unet.cli.options import finish, override, section, settings
 
 
 def add_evaluate(sub: Any) -> None:
@@ -21,8 +21,7 @@ def add_evaluate(sub: Any) -> None:
     p.add_argument("--postprocess", choices=("threshold", "watershed"))
     p.add_argument("--no-warping", action="store_true", help="skip the warping error")
     p.add_argument("--dataset", help="name in the report")
-    add_common(p)
-    p.set_defaults(func=_evaluate)
+    finish(p, _evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> Any:
@@ -68,9 +67,7 @@ def add_predict(sub: Any) -> None:
         choices=("auto", "dtype"),
         help="dtype: accept a volume of another dtype family than the training data",
     )
-    add_overwrite(p, "output")
-    add_common(p)
-    p.set_defaults(func=_predict)
+    finish(p, _predict, overwrite="output")
 
 
 def _predict(args: argparse.Namespace) -> Any:
@@ -103,9 +100,7 @@ def add_segment(sub: Any) -> None:
     p.add_argument("--merge-threshold", type=float, help="merge below this mean boundary")
     p.add_argument("--cluster", help="none, local, slurm or a scheduler address")
     p.add_argument("--workers", type=int, help="Dask workers")
-    add_overwrite(p, "output")
-    add_common(p)
-    p.set_defaults(func=_segment)
+    finish(p, _segment, overwrite="output")
 
 
 def _segment(args: argparse.Namespace) -> Any:

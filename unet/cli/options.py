@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +57,18 @@ def settings(cls: Any, fields: dict[str, Any], args: argparse.Namespace, name: s
     return cls(**fields)
 
 
-def add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
-    """``--config`` (unless ``config`` is false) and ``--log``."""
+def finish(
+    p: argparse.ArgumentParser,
+    func: Callable[[argparse.Namespace], Any],
+    *,
+    config: bool = True,
+    overwrite: str | None = None,
+) -> None:
+    """The options every subcommand ends with (``--overwrite`` of an existing ``overwrite``
+    where given, ``--config``, ``--log``), and ``func``, which runs it."""
+    if overwrite is not None:
+        p.add_argument("--overwrite", action="store_true", help=f"replace an existing {overwrite}")
     if config:
         p.add_argument("--config", help="YAML with the pipeline's sections (config/config.yaml)")
     p.add_argument("--log", help="also log to this file")
-
-
-def add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--overwrite", action="store_true", help=f"replace an existing {what}")
+    p.set_defaults(func=func)

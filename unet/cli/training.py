@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from unet.cli.options import add_common, override, section, settings
+from unet.cli.options import finish, override, section, settings
 from unet.errors import InputError
 
 
@@ -42,8 +42,7 @@ def add_train(sub: Any) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--overwrite", action="store_true", help="replace an existing out_dir when done")
     add_train_options(p)
-    add_common(p)
-    p.set_defaults(func=_train)
+    finish(p, _train)
 
 
 def _train(args: argparse.Namespace) -> Any:
@@ -72,8 +71,7 @@ def add_doctor(sub: Any) -> None:
     p.add_argument("volumes", nargs="*", help="OME-Zarr volumes to estimate prediction time for")
     p.add_argument("--seconds", type=float, default=3.0, help="measurement budget")
     add_train_options(p)
-    add_common(p)
-    p.set_defaults(func=_doctor)
+    finish(p, _doctor)
 
 
 def _doctor(args: argparse.Namespace) -> Any:
@@ -97,8 +95,7 @@ def add_curve(sub: Any) -> None:
     p = sub.add_parser("curve", help="summarise metrics.csv: time to a held-out pixel error")
     p.add_argument("metrics", help="metrics.csv of a training run")
     p.add_argument("--error", type=float, default=0.08, help="pixel error to reach")
-    add_common(p, config=False)
-    p.set_defaults(func=_curve)
+    finish(p, _curve, config=False)
 
 
 def _curve(args: argparse.Namespace) -> Any:
