@@ -115,6 +115,40 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
+def write_inputs(
+    args: argparse.Namespace, work: Path
+) -> tuple[UNet, np.ndarray, tuple[int, int, int]]:
+    """The paper's net (random weights) as ``m.pt`` and the synthetic raw volume as
+    ``raw.zarr`` in ``work``; the net, the volume and its chunks."""
+    torch.manual_seed(0)
+    net = UNet(base_channels=args.base, depth=4, dropout=0.0).eval()
+    save_model(work / "m.pt", net)
+    t0 = time.perf_counter()
+    raw = synthetic_em(args.slices, args.size)
+    chunks = (1, min(args.chunk, args.size), min(args.chunk, args.size))
+    ngff.create(work / "raw.zarr", raw.shape, np.uint8, chunks, (1, 1, 1))[:] = raw
+    print(f"wrote raw {raw.shape} in {time.perf_counter() - t0:.1f}s", flush=True)
+    return net, raw, chunks
+
+
+def common_settings(
+    args: argparse.Namespace, tile: tuple[int, int, int], chunks: tuple[int, int, int]
+) -> dict[str, Any]:
+    """The PredictConfig fields that every row shares."""
+    return {
+        "block_shape": (args.block_slices, args.size, args.size),
+        "tile_shape": tile,
+        "chunks": chunks,
+        "tiles_per_batch": args.batch,
+        "device": args.device,
+        "io_threads": 4,
+        "prefetch": args.prefetch,
+        "threads": 4,
+        "cluster": "none",
+        "concurrent_blocks": args.concurrent_blocks,
+    }
+
+
 def settings(args: argparse.Namespace, cluster: Any) -> dict[str, dict[str, object]]:
     """The rows of the table: name -> PredictConfig fields over the common ones."""
     bf16_cl: dict[str, object] = {"precision": "bf16", "channels_last": True}
@@ -197,28 +231,10 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("predict_gpu.py needs CUDA (--device cpu only for a smoke test)")
     work = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
-    torch.manual_seed(0)
-    net = UNet(base_channels=args.base, depth=4, dropout=0.0).eval()
-    save_model(work / "m.pt", net)
-    t0 = time.perf_counter()
-    raw = synthetic_em(args.slices, args.size)
-    chunks = (1, min(args.chunk, args.size), min(args.chunk, args.size))
-    ngff.create(work / "raw.zarr", raw.shape, np.uint8, chunks, (1, 1, 1))[:] = raw
-    print(f"wrote raw {raw.shape} in {time.perf_counter() - t0:.1f}s", flush=True)
+    net, raw, chunks = write_inputs(args, work)
     tile = (1, args.tile, args.tile)
     plan = tile_plan(net, raw.shape, tile)
-    base = {
-        "block_shape": (args.block_slices, args.size, args.size),
-        "tile_shape": tile,
-        "chunks": chunks,
-        "tiles_per_batch": args.batch,
-        "device": args.device,
-        "io_threads": 4,
-        "prefetch": args.prefetch,
-        "threads": 4,
-        "cluster": "none",
-        "concurrent_blocks": args.concurrent_blocks,
-    }
+    base = common_settings(args, tile, chunks)
     cluster = None
     if not args.no_dask:
         from distributed import LocalCluster
