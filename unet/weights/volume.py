@@ -107,14 +107,7 @@ def weight_volume(
     counts = _class_counts(source, grid, volume, from_mask, counted_z, separation, ndim)
     used = resolve_class_weights(class_weights, counts=counts)
 
-    options = {
-        "w0": w0,
-        "sigma": sigma,
-        "class_weights": used,
-        "ndim": ndim,
-        "sampling": sampling,
-        "separation": int(separation),
-    }
+    options = {**border, "class_weights": used, "ndim": ndim, "separation": int(separation)}
     tasks = [
         dask.delayed(_write_block)(
             source, target, b, b.grow(halo).intersect(volume), from_mask, options
