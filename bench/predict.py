@@ -31,7 +31,9 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,7 +98,7 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - start
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--tile", type=int, default=1024)
@@ -106,23 +108,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="add a torch.compile row (slow start)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/predict.json"))
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
-    net = UNet(base_channels=args.base, depth=args.depth, dropout=0.0).eval()
-    same = SameUNet(args.base, args.depth).eval()
-    save_model(work / "m.pt", net)
-    raw = synthetic_em(args.size)
-    ngff.create(work / "raw.zarr", raw.shape, np.uint8, (1, 512, 512), (1, 1, 1))[:] = raw
-    small = raw[:, : args.tile, : args.tile]  # warm-up volume: same tile shapes, one tile
-    ngff.create(work / "warm.zarr", small.shape, np.uint8, (1, 512, 512), (1, 1, 1))[:] = small
+    return ap.parse_args()
+
+
+def predict_settings(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """PredictConfig fields of our rows: channels-last, NCHW, two blocks in flight, compiled."""
     tile = (1, args.tile, args.tile)
-    plan = tile_plan(net, raw.shape, tile)
-    tiles = [torch.from_numpy(to_unit(read_mirrored(raw, t.read)))[:, None] for t in plan]
-    image = torch.from_numpy(to_unit(raw))[None]  # (1, 1, Y, X)
-    f = net.factor
-    rois = {"same output tile": args.tile, "same input tile": -(-plan.input_shape[1] // f) * f}
     common = {
         "block_shape": tile,
         "chunks": (1, min(512, args.tile), min(512, args.tile)),
@@ -135,12 +126,100 @@ def main() -> None:
     # the second block of two-blocks-in-flight needs a second block along y
     two = {**common, "block_shape": (1, args.tile, args.size), "tile_shape": tile}
     two |= {"concurrent_blocks": 2, "threads": max(1, args.threads // 2)}
-    settings: dict[str, dict[str, object]] = {
+    return {
         "cl": common,
         "nchw": {**common, "channels_last": False},
         "cl2": two,
         "compile": {**common, "compile": True},
     }
+
+
+def summarise(
+    args: argparse.Namespace,
+    raw: np.ndarray,
+    plan: Any,
+    rois: dict[str, int],
+    times: dict[str, list[float]],
+) -> None:
+    """Print the table (median and least disturbed pass, relative to ours) and write JSON."""
+    tile = (1, args.tile, args.tile)
+    pixels = raw.size
+    rows = {name: pixels / statistics.median(t) for name, t in times.items()}
+    best = {name: pixels / min(t) for name, t in times.items()}  # the least disturbed pass
+    ours_name = "ours (Zarr->Zarr, in-process, channels-last)"
+    ref, ref_best = rows[ours_name], best[ours_name]
+    print(
+        f"volume {raw.shape}, U-Net base {args.base} depth {args.depth}, tile {tile} "
+        f"(net input {plan.input_shape[1:]}), {args.threads} threads, {args.repeats} repeats"
+    )
+    print(f"{'method':<58} {'median':>8} {'best':>7} {'ours/this':>10} {'(best)':>7}")
+    for name, rate in rows.items():
+        print(
+            f"{name:<58} {rate / 1e6:8.3f} {best[name] / 1e6:7.3f} {ref / rate:10.2f} "
+            f"{ref_best / best[name]:7.2f}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "volume": list(raw.shape),
+        "base": args.base,
+        "depth": args.depth,
+        "tile": list(tile),
+        "net_input": list(plan.input_shape),
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "monai_rois": rois,
+        "seconds": times,
+        "mpx_per_s_median": {k: v / 1e6 for k, v in rows.items()},
+        "mpx_per_s_best": {k: v / 1e6 for k, v in best.items()},
+    }
+    args.out.write_text(json.dumps(record, indent=2))
+
+
+def methods_of(
+    ours: Callable[..., None],
+    bare: Callable[..., None],
+    monai: Callable[..., None],
+    scheduler: str,
+    rois: dict[str, int],
+    compile: bool,
+) -> dict[str, Callable[[], None]]:
+    """The table's rows: name -> one timed pass."""
+    methods = {
+        "ours (Zarr->Zarr, in-process, channels-last)": lambda: ours("none"),
+        "ours (Zarr->Zarr, in-process, NCHW)": lambda: ours("none", kind="nchw"),
+        "ours (channels-last, 2 blocks x 1 thread)": lambda: ours("none", kind="cl2"),
+        "ours (channels-last, Dask LocalCluster 1 worker)": lambda: ours(scheduler),
+        "bare model(x) loop, same tiles, channels-last": lambda: bare(last=True),
+        "bare model(x) loop, same tiles, NCHW": bare,
+        **{
+            f"MONAI SWI roi {r} ({k}), {fmt}": (lambda r=r, last=last: monai(r, last=last))
+            for k, r in rois.items()
+            for fmt, last in (("NCHW", False), ("channels-last", True))
+        },
+    }
+    if compile:
+        methods["ours (channels-last, torch.compile)"] = lambda: ours("none", kind="compile")
+    return methods
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    net = UNet(base_channels=args.base, depth=args.depth, dropout=0.0).eval()
+    same = SameUNet(args.base, args.depth).eval()
+    save_model(work / "m.pt", net)
+    raw = synthetic_em(args.size)
+    ngff.create(work / "raw.zarr", raw.shape, np.uint8, (1, 512, 512), (1, 1, 1))[:] = raw
+    small = raw[:, : args.tile, : args.tile]  # warm-up volume: same tile shapes, one tile
+    ngff.create(work / "warm.zarr", small.shape, np.uint8, (1, 512, 512), (1, 1, 1))[:] = small
+    plan = tile_plan(net, raw.shape, (1, args.tile, args.tile))
+    tiles = [torch.from_numpy(to_unit(read_mirrored(raw, t.read)))[:, None] for t in plan]
+    image = torch.from_numpy(to_unit(raw))[None]  # (1, 1, Y, X)
+    f = net.factor
+    rois = {"same output tile": args.tile, "same input tile": -(-plan.input_shape[1] // f) * f}
+    settings = predict_settings(args)
 
     def ours(cluster: str, name: str = "raw.zarr", kind: str = "cl") -> None:
         shutil.rmtree(work / "o.zarr", ignore_errors=True)
@@ -173,21 +252,7 @@ def main() -> None:
     # a running one-worker cluster (its start-up is paid once per job, not per volume)
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0")
 
-    methods = {
-        "ours (Zarr->Zarr, in-process, channels-last)": lambda: ours("none"),
-        "ours (Zarr->Zarr, in-process, NCHW)": lambda: ours("none", kind="nchw"),
-        "ours (channels-last, 2 blocks x 1 thread)": lambda: ours("none", kind="cl2"),
-        "ours (channels-last, Dask LocalCluster 1 worker)": lambda: ours(cluster.scheduler_address),
-        "bare model(x) loop, same tiles, channels-last": lambda: bare(last=True),
-        "bare model(x) loop, same tiles, NCHW": bare,
-        **{
-            f"MONAI SWI roi {r} ({k}), {fmt}": (lambda r=r, last=last: monai(r, last=last))
-            for k, r in rois.items()
-            for fmt, last in (("NCHW", False), ("channels-last", True))
-        },
-    }
-    if args.compile:
-        methods["ours (channels-last, torch.compile)"] = lambda: ours("none", kind="compile")
+    methods = methods_of(ours, bare, monai, cluster.scheduler_address, rois, args.compile)
     # warm-up on one tile's worth (model caches, allocator, oneDNN primitives of these shapes)
     for kind in ("cl", "nchw", "cl2") + (("compile",) if args.compile else ()):
         ours("none", "warm.zarr", kind)
@@ -201,40 +266,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, fn in methods.items():
             times[name].append(timed(fn))
-    pixels = raw.size
-    rows = {name: pixels / statistics.median(t) for name, t in times.items()}
-    best = {name: pixels / min(t) for name, t in times.items()}  # the least disturbed pass
-    ours_name = "ours (Zarr->Zarr, in-process, channels-last)"
-    ref, ref_best = rows[ours_name], best[ours_name]
-    print(
-        f"volume {raw.shape}, U-Net base {args.base} depth {args.depth}, tile {tile} "
-        f"(net input {plan.input_shape[1:]}), {args.threads} threads, {args.repeats} repeats"
-    )
-    print(f"{'method':<58} {'median':>8} {'best':>7} {'ours/this':>10} {'(best)':>7}")
-    for name, rate in rows.items():
-        print(
-            f"{name:<58} {rate / 1e6:8.3f} {best[name] / 1e6:7.3f} {ref / rate:10.2f} "
-            f"{ref_best / best[name]:7.2f}"
-        )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "volume": list(raw.shape),
-                "base": args.base,
-                "depth": args.depth,
-                "tile": list(tile),
-                "net_input": list(plan.input_shape),
-                "threads": args.threads,
-                "repeats": args.repeats,
-                "monai_rois": rois,
-                "seconds": times,
-                "mpx_per_s_median": {k: v / 1e6 for k, v in rows.items()},
-                "mpx_per_s_best": {k: v / 1e6 for k, v in best.items()},
-            },
-            indent=2,
-        )
-    )
+    summarise(args, raw, plan, rois, times)
     cluster.close()
     shutil.rmtree(work)
 

@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,7 +96,7 @@ def host_io(work: Path, plan: TilePlan, batch: int, block_slices: int) -> dict[s
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--slices", type=int, default=64)
     ap.add_argument("--size", type=int, default=2048)
@@ -111,10 +112,14 @@ def main() -> None:
     ap.add_argument("--device", default="cuda", help="cpu: smoke test with tiny sizes only")
     ap.add_argument("--base", type=int, default=64, help="base channels (64: the paper)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/predict_gpu.json"))
-    args = ap.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("predict_gpu.py needs CUDA (--device cpu only for a smoke test)")
-    work = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
+    return ap.parse_args()
+
+
+def write_inputs(
+    args: argparse.Namespace, work: Path
+) -> tuple[UNet, np.ndarray, tuple[int, int, int]]:
+    """The paper's net (random weights) as ``m.pt`` and the synthetic raw volume as
+    ``raw.zarr`` in ``work``; the net, the volume and its chunks."""
     torch.manual_seed(0)
     net = UNet(base_channels=args.base, depth=4, dropout=0.0).eval()
     save_model(work / "m.pt", net)
@@ -123,9 +128,14 @@ def main() -> None:
     chunks = (1, min(args.chunk, args.size), min(args.chunk, args.size))
     ngff.create(work / "raw.zarr", raw.shape, np.uint8, chunks, (1, 1, 1))[:] = raw
     print(f"wrote raw {raw.shape} in {time.perf_counter() - t0:.1f}s", flush=True)
-    tile = (1, args.tile, args.tile)
-    plan = tile_plan(net, raw.shape, tile)
-    base = {
+    return net, raw, chunks
+
+
+def common_settings(
+    args: argparse.Namespace, tile: tuple[int, int, int], chunks: tuple[int, int, int]
+) -> dict[str, Any]:
+    """The PredictConfig fields that every row shares."""
+    return {
         "block_shape": (args.block_slices, args.size, args.size),
         "tile_shape": tile,
         "chunks": chunks,
@@ -137,42 +147,42 @@ def main() -> None:
         "cluster": "none",
         "concurrent_blocks": args.concurrent_blocks,
     }
+
+
+def settings(args: argparse.Namespace, cluster: Any) -> dict[str, dict[str, object]]:
+    """The rows of the table: name -> PredictConfig fields over the common ones."""
+    bf16_cl: dict[str, object] = {"precision": "bf16", "channels_last": True}
     modes: dict[str, dict[str, object]] = {
         "fp32": {"precision": "fp32"},
         "bf16": {"precision": "bf16"},
-        "bf16 + channels_last": {"precision": "bf16", "channels_last": True},
+        "bf16 + channels_last": bf16_cl,
         "fp16 + channels_last": {"precision": "fp16", "channels_last": True},
-        "bf16 + channels_last, output zstd:5": {
-            "precision": "bf16",
-            "channels_last": True,
-            "compression": "zstd:5",
-        },
-        "bf16 + channels_last, 1 block at a time": {
-            "precision": "bf16",
-            "channels_last": True,
-            "concurrent_blocks": 1,
-        },
+        "bf16 + channels_last, output zstd:5": {**bf16_cl, "compression": "zstd:5"},
+        "bf16 + channels_last, 1 block at a time": {**bf16_cl, "concurrent_blocks": 1},
     }
     if args.compile:
-        modes["bf16 + channels_last + compile"] = {
-            "precision": "bf16",
-            "channels_last": True,
-            "compile": True,
-        }
-    cluster = None
-    if not args.no_dask:
-        from distributed import LocalCluster
-
-        cluster = LocalCluster(
-            n_workers=1, threads_per_worker=args.concurrent_blocks, dashboard_address=":0"
-        )
+        modes["bf16 + channels_last + compile"] = {**bf16_cl, "compile": True}
+    if cluster is not None:
         modes["bf16 + channels_last, Dask LocalCluster 1 worker"] = {
-            "precision": "bf16",
-            "channels_last": True,
+            **bf16_cl,
             "cluster": cluster.scheduler_address,
         }
+    return modes
 
-    def run(cfg: PredictConfig, z_range: tuple[int, int] | None = None) -> tuple[float, float]:
+
+def measure(
+    args: argparse.Namespace,
+    work: Path,
+    net: UNet,
+    plan: TilePlan,
+    cfg: PredictConfig,
+    extra: dict[str, object],
+    pixels: int,
+) -> dict[str, Any]:
+    """One row: warm up on the first block, then ``args.repeats`` timed passes, and the bare
+    forward pass of the same setting (in this process only)."""
+
+    def run(z_range: tuple[int, int] | None = None) -> tuple[float, float]:
         """Seconds end to end (prepare, blocks, finalise) and of the block phase alone."""
         shutil.rmtree(work / "o.zarr", ignore_errors=True)
         start = time.perf_counter()
@@ -181,49 +191,32 @@ def main() -> None:
         )
         return time.perf_counter() - start, summary["seconds"]
 
-    io = host_io(work, plan, args.batch, args.block_slices)
-    print("host I/O, one thread: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in io.items()))
-    results = {}
-    pixels = raw.size
-    for name, extra in modes.items():
-        cfg = PredictConfig(**{**base, **extra})  # type: ignore[arg-type]
-        warm = run(cfg, (0, args.block_slices))[0]
-        passes = [run(cfg) for _ in range(args.repeats)]
-        times, block_times = [p[0] for p in passes], [p[1] for p in passes]
-        bare = None
-        if extra.get("cluster") is None:
-            bare = bare_rate(
-                net,
-                plan.input_shape[1:],
-                args.tile,
-                args.batch,
-                str(extra["precision"]),
-                bool(extra.get("channels_last")),
-                args.device,
-            )
-        rate = pixels / statistics.median(times)
-        results[name] = {
-            "seconds": times,
-            "block_phase_seconds": block_times,
-            "block_phase_mpx_per_s": pixels / statistics.median(block_times) / 1e6,
-            "warmup_seconds": warm,
-            "mpx_per_s": rate / 1e6,
-            "bare_forward_mpx_per_s": None if bare is None else bare / 1e6,
-        }
-        if args.device == "cuda":
-            torch.cuda.empty_cache()
-        print(
-            f"{name}: {rate / 1e6:.1f} Mpx/s (passes {[round(t, 2) for t in times]} s)", flush=True
+    warm = run((0, args.block_slices))[0]
+    passes = [run() for _ in range(args.repeats)]
+    times, block_times = [p[0] for p in passes], [p[1] for p in passes]
+    bare = None
+    if extra.get("cluster") is None:
+        bare = bare_rate(
+            net,
+            plan.input_shape[1:],
+            args.tile,
+            args.batch,
+            str(extra["precision"]),
+            bool(extra.get("channels_last")),
+            args.device,
         )
-    if cluster is not None:
-        cluster.close()
-    dev = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(
-        f"\n{dev}, torch {torch.__version__}; U-Net base {args.base}, depth 4, 2D; volume "
-        f"{raw.shape} uint8 Zarr -> uint8 Zarr; tile {tile} (net input {plan.input_shape[1:]}),"
-        f" {args.batch} tiles per forward; blocks {base['block_shape']}, "
-        f"{args.concurrent_blocks} in flight; median of {args.repeats}"
-    )
+    return {
+        "seconds": times,
+        "block_phase_seconds": block_times,
+        "block_phase_mpx_per_s": pixels / statistics.median(block_times) / 1e6,
+        "warmup_seconds": warm,
+        "mpx_per_s": pixels / statistics.median(times) / 1e6,
+        "bare_forward_mpx_per_s": None if bare is None else bare / 1e6,
+    }
+
+
+def print_table(results: dict[str, dict[str, Any]], header: str) -> None:
+    print(header)
     print("Mpx/s: end to end (prepare + blocks + finalise) and of the block phase alone")
     print(f"{'setting':<50} {'e2e':>6} {'blocks':>7} {'bare fwd':>9} {'blocks/bare':>12}")
     for name, r in results.items():
@@ -231,24 +224,63 @@ def main() -> None:
         frac = f"{r['block_phase_mpx_per_s'] / bare:12.0%}" if bare else f"{'':>12}"
         bare_s = f"{bare:9.1f}" if bare else f"{'':>9}"
         print(f"{name:<50} {r['mpx_per_s']:6.1f} {r['block_phase_mpx_per_s']:7.1f} {bare_s} {frac}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "device": dev,
-                "torch": torch.__version__,
-                "volume": list(raw.shape),
-                "tile": list(tile),
-                "net_input": list(plan.input_shape),
-                "tiles_per_batch": args.batch,
-                "block_shape": list(base["block_shape"]),
-                "repeats": args.repeats,  # type: ignore[call-overload]
-                "host_io_seconds": io,
-                "results": results,
-            },
-            indent=2,
+
+
+def main() -> None:
+    args = parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("predict_gpu.py needs CUDA (--device cpu only for a smoke test)")
+    work = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
+    net, raw, chunks = write_inputs(args, work)
+    tile = (1, args.tile, args.tile)
+    plan = tile_plan(net, raw.shape, tile)
+    base = common_settings(args, tile, chunks)
+    cluster = None
+    if not args.no_dask:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=1, threads_per_worker=args.concurrent_blocks, dashboard_address=":0"
         )
+    modes = settings(args, cluster)
+    io = host_io(work, plan, args.batch, args.block_slices)
+    print("host I/O, one thread: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in io.items()))
+    results = {}
+    for name, extra in modes.items():
+        cfg = PredictConfig(**{**base, **extra})  # type: ignore[arg-type]
+        results[name] = measure(args, work, net, plan, cfg, extra, raw.size)
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
+        times = results[name]["seconds"]
+        print(
+            f"{name}: {results[name]['mpx_per_s']:.1f} Mpx/s "
+            f"(passes {[round(t, 2) for t in times]} s)",
+            flush=True,
+        )
+    if cluster is not None:
+        cluster.close()
+    dev = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    print_table(
+        results,
+        f"\n{dev}, torch {torch.__version__}; U-Net base {args.base}, depth 4, 2D; volume "
+        f"{raw.shape} uint8 Zarr -> uint8 Zarr; tile {tile} (net input {plan.input_shape[1:]}),"
+        f" {args.batch} tiles per forward; blocks {base['block_shape']}, "
+        f"{args.concurrent_blocks} in flight; median of {args.repeats}",
     )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "device": dev,
+        "torch": torch.__version__,
+        "volume": list(raw.shape),
+        "tile": list(tile),
+        "net_input": list(plan.input_shape),
+        "tiles_per_batch": args.batch,
+        "block_shape": list(base["block_shape"]),
+        "repeats": args.repeats,
+        "host_io_seconds": io,
+        "results": results,
+    }
+    args.out.write_text(json.dumps(record, indent=2))
     shutil.rmtree(work)
 
 

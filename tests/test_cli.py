@@ -154,3 +154,30 @@ def test_bad_input_is_one_line_and_exit_1(
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_ingest_pyramid_levels(files: Path) -> None:
+    """``--pyramid-levels`` reaches IngestConfig; without it the schema's default applies."""
+    from unet.cli import build_parser
+    from unet.settings.schema import default
+
+    assert build_parser().parse_args(["ingest", "a", "b"]).pyramid_levels == default(
+        "ingest", "pyramid_levels"
+    )
+    for levels in (1, 2):
+        out = files / f"raw{levels}.zarr"
+        argv = ["ingest", str(files / "raw.tif"), str(out), "--chunks", "1", "64", "64"]
+        assert main([*argv, "--pyramid-levels", str(levels)]) == 0
+        multiscale = ngff.multiscale(out)
+        assert multiscale is not None and len(multiscale.paths) == levels
+
+
+def test_ingest_pyramid_levels_below_1_is_one_line(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["ingest", str(files / "raw.tif"), str(files / "x.zarr"), "--pyramid-levels", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 1
+    assert "pyramid_levels must be >= 1" in capsys.readouterr().err
+    assert not (files / "x.zarr").exists()

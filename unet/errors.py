@@ -6,6 +6,9 @@ programming error: :func:`unet.stages.runner.run` logs its traceback, so that it
 
 from __future__ import annotations
 
+EXIT_FAILED = 1  # bad input or a failed stage: one line in the log
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on a signal, rerun to resume
+
 
 class InputError(ValueError):
     """Bad input the user can fix: a file, a value or a config setting. The message names the

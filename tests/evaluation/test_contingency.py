@@ -9,12 +9,8 @@ import pytest
 import zarr
 
 from unet.evaluation import metrics
-from unet.evaluation.contingency import (
-    ContingencyTable,
-    as_foreground,
-    as_instances,
-    blockwise_scores,
-)
+from unet.evaluation.blockwise import blockwise_scores
+from unet.evaluation.contingency import ContingencyTable, as_foreground, as_instances
 
 
 def volume(seed: int = 0, depth: int = 5, size: int = 24) -> tuple[np.ndarray, np.ndarray]:

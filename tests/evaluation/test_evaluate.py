@@ -16,9 +16,8 @@ from unet.evaluation.evaluate import (
     evaluate,
     probability,
     segment,
-    write_overlay_png,
-    write_report,
 )
+from unet.evaluation.report import write_overlay_png, write_report
 
 CHALLENGE = ("pixel_error", "rand_error", "warping_error", "v_rand_thinned", "v_info_thinned")
 KEYS = {

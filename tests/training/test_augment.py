@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from unet.training import augment as augment_module
+from unet.training import resample as resample_module
 from unet.training.augment import AugmentConfig, augment
 
 OFF = AugmentConfig(
@@ -194,7 +195,7 @@ def test_augment_rejects_legacy_random_state():
 def test_resampling_equals_map_coordinates_with_mirror(shape, resampled, chunk, monkeypatch):
     """The gathers equal ndi.map_coordinates(mode="mirror"): order 0 (labels, weights) exactly,
     order 3 (image) to float32 rounding; positions far outside, on half pixels and edges."""
-    monkeypatch.setattr(augment_module, "_CHUNK", chunk)
+    monkeypatch.setattr(resample_module, "CHUNK", chunk)
     rng = np.random.default_rng(10)
     spatial = shape[-resampled:]
     positions = []
@@ -207,7 +208,7 @@ def test_resampling_equals_map_coordinates_with_mirror(shape, resampled, chunk, 
     labels = rng.integers(-(2**40), 2**40, shape)
     weights = rng.random(shape, np.float32)
     factors = [(p.reshape(-1, spatial[-1]), np.eye(spatial[-1])) for p in positions]  # p @ 1
-    out = augment_module._resample(image, labels, weights, factors)
+    out = resample_module.resample(image, labels, weights, factors)
     # the reference coordinates: every output z reads input z when only y-x is resampled
     z = np.indices(shape)[: len(shape) - resampled]
     coords = np.stack([*z, *(np.broadcast_to(p, shape) for p in positions)])
@@ -255,7 +256,7 @@ def zoom_and_map_coordinates(image, labels, weights, rng, config):
     ("shape", "elastic_3d"), [((70, 61), False), ((5, 40, 36), False), ((6, 30, 33), True)]
 )
 def test_equals_the_zoom_and_map_coordinates_recipe(shape, elastic_3d, monkeypatch):
-    monkeypatch.setattr(augment_module, "_CHUNK", 100)  # several chunks
+    monkeypatch.setattr(resample_module, "CHUNK", 100)  # several chunks
     image, labels, weights = blob_sample(shape)
     config = AugmentConfig(
         shift=6.0,

@@ -1,27 +1,39 @@
 """Where blocks run: a Dask cluster (local, SLURM via dask-jobqueue, or an existing scheduler),
-or this process; and a bounded-memory way to stream millions of tasks through it.
-
-``map_bounded`` keeps at most ``max_in_flight`` futures alive and submits the next item only
-when one finishes, so neither the client nor the scheduler ever holds a task per block of a
-terabyte volume (the task-graph blow-up of ``map_overlap``, dask #3671).
+or this process; and (:mod:`unet.cluster.streaming`, importable from here) a bounded-memory way to
+stream millions of tasks through it.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from unet.cluster.credentials import worker_credentials
+from unet.cluster.streaming import Outcome, Progress, map_bounded
 from unet.errors import InputError
 
 log = logging.getLogger("unet.prediction.run")
+
+# the streaming part lives in unet.cluster.streaming; its names stay importable from here
+__all__ = [
+    "IN_PROCESS",
+    "LOCAL",
+    "LOCAL_DASHBOARD",
+    "SLURM",
+    "WORKER_CONFIG",
+    "WORKER_ENV",
+    "Outcome",
+    "Progress",
+    "check_cluster",
+    "check_counts",
+    "connect",
+    "is_address",
+    "map_bounded",
+    "slurm_options",
+]
 
 LOCAL, SLURM, IN_PROCESS = "local", "slurm", "none"
 LOCAL_DASHBOARD = "127.0.0.1:0"  # a free port, on localhost only (reach it by an SSH tunnel)
@@ -118,54 +130,18 @@ def connect(
     if cluster == IN_PROCESS:
         yield None
         return
-    import dask
-    from distributed import Client, LocalCluster
-    from distributed.security import Security
+    from distributed import Client
 
     if is_address(cluster):
-        if not cluster.startswith("tls://"):
-            log.warning(
-                "%s: not a tls:// address: anyone who reaches that scheduler can run code "
-                "as its user (docs/cluster.md)",
-                cluster,
-            )
-        elif Security().get_connection_args("client").get("ssl_context") is None:
-            raise InputError(
-                f"{cluster}: no TLS credentials for the client: set distributed.comm.tls.ca-file "
-                "and distributed.comm.tls.client.cert/key in the Dask config (docs/cluster.md)"
-            )
+        _check_client_security(cluster)
         with Client(cluster) as client:
             yield client
         return
     with ExitStack() as stack:
         if cluster == LOCAL:
-            security = Security.temporary() if processes else None
-            with dask.config.set(WORKER_CONFIG):  # nannies pass it on to worker processes
-                made: Any = LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=blocks,
-                    processes=processes,
-                    host="127.0.0.1" if processes else None,
-                    dashboard_address=dashboard,
-                    security=security,
-                )
+            made, security = _local_cluster(workers, blocks, processes, dashboard)
         elif cluster == SLURM:
-            from dask_jobqueue import SLURMCluster
-
-            options = slurm_options(threads, slurm or {}, blocks)
-            shared = options.get("shared_temp_directory") or dask.config.get(
-                "jobqueue.slurm.shared-temp-directory"
-            )
-            parent = os.path.expandvars(os.path.expanduser(shared)) if shared else os.getcwd()
-            security = stack.enter_context(worker_credentials(parent))
-            options["scheduler_options"] = {
-                "dashboard_address": dashboard,
-                **options.get("scheduler_options", {}),
-            }
-            with dask.config.set(WORKER_CONFIG):
-                made = SLURMCluster(**options, security=security)
-            made.scale(n=workers)
-            log.info("submitted %d SLURM worker jobs:\n%s", workers, made.job_script())
+            made, security = _slurm_cluster(stack, workers, threads, slurm, blocks, dashboard)
         else:
             raise InputError(
                 f"cluster must be 'local', 'slurm', 'none' or a scheduler address, got {cluster!r}"
@@ -176,121 +152,67 @@ def connect(
         yield client
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """The result of one item: ``value`` or the ``error`` it raised."""
+def _check_client_security(address: str) -> None:
+    """Warn about a scheduler address without TLS; refuse a tls:// one without credentials."""
+    from distributed.security import Security
 
-    item: Any
-    value: Any = None
-    error: BaseException | None = None
-
-
-def map_bounded(
-    client: Any,
-    fn: Callable[[Any], Any],
-    items: Iterable[Any],
-    max_in_flight: int,
-    stop: Callable[[], bool] = lambda: False,
-) -> Iterator[Outcome]:
-    """Run ``fn`` on each item and yield outcomes as they finish, with at most ``max_in_flight``
-    tasks submitted at any time (``client=None``: in this process, in threads if more than 1).
-
-    ``stop()`` is asked before each new submission; once true, the tasks in flight finish and
-    the rest are not started.  Errors are yielded, never raised, so the caller can mark them.
-    """
-    if max_in_flight < 1:
-        raise InputError(f"max_in_flight must be >= 1, got {max_in_flight}")
-    if client is None and max_in_flight == 1:
-        for item in items:
-            if stop():
-                return
-            try:
-                yield Outcome(item, fn(item))
-            except Exception as err:  # reported per item by the caller
-                yield Outcome(item, error=err)
-        return
-    if client is None:
-        yield from _map_threads(fn, iter(items), max_in_flight, stop)
-        return
-
-    from distributed import as_completed
-
-    source = iter(items)
-    running = as_completed()
-    owner: dict[str, Any] = {}
-
-    def submit_next() -> bool:
-        for item in source:
-            future = client.submit(fn, item, pure=False)
-            owner[future.key] = item
-            running.add(future)
-            return True
-        return False
-
-    for _ in range(max_in_flight):
-        if not submit_next():
-            break
-    for future in running:
-        item = owner.pop(future.key)
-        try:
-            outcome = Outcome(item, future.result())
-        except Exception as err:  # the task's error, or its cancellation (lost worker)
-            outcome = Outcome(item, error=err)
-        future.release()
-        yield outcome
-        if not stop():
-            submit_next()
-
-
-def _map_threads(
-    fn: Callable[[Any], Any], source: Iterator[Any], width: int, stop: Callable[[], bool]
-) -> Iterator[Outcome]:
-    """``map_bounded`` in a pool of ``width`` threads of this process."""
-    with ThreadPoolExecutor(width, thread_name_prefix="unet-block") as pool:
-        owner: dict[Future[Any], Any] = {}
-
-        def submit_next() -> None:
-            for item in source:
-                owner[pool.submit(fn, item)] = item
-                return
-
-        for _ in range(width):
-            submit_next()
-        while owner:
-            done, _ = wait(owner, return_when=FIRST_COMPLETED)
-            for future in done:
-                item = owner.pop(future)
-                try:
-                    yield Outcome(item, future.result())
-                except Exception as err:  # reported per item by the caller
-                    yield Outcome(item, error=err)
-                if not stop():
-                    submit_next()
-
-
-class Progress:
-    """Log lines ``blocks done/total, Mvox/s, ETA`` every ``interval`` seconds and at the end."""
-
-    def __init__(self, total: int, interval: float) -> None:
-        self.total, self.interval = total, interval
-        self.blocks = self.voxels = 0
-        self.start = self.last = time.perf_counter()
-
-    def update(self, voxels: int) -> None:
-        self.blocks += 1
-        self.voxels += voxels
-        if time.perf_counter() - self.last >= self.interval:
-            self.report()
-
-    def report(self) -> None:
-        self.last = now = time.perf_counter()
-        elapsed = max(now - self.start, 1e-9)
-        eta = (self.total - self.blocks) * elapsed / max(self.blocks, 1)
-        log.info(
-            "predict: %d/%d blocks (%.1f%%), %.2f Mvox/s, ETA %s",
-            self.blocks,
-            self.total,
-            100 * self.blocks / max(self.total, 1),
-            self.voxels / elapsed / 1e6,
-            _dt.timedelta(seconds=round(eta)),
+    if not address.startswith("tls://"):
+        log.warning(
+            "%s: not a tls:// address: anyone who reaches that scheduler can run code "
+            "as its user (docs/cluster.md)",
+            address,
         )
+    elif Security().get_connection_args("client").get("ssl_context") is None:
+        raise InputError(
+            f"{address}: no TLS credentials for the client: set distributed.comm.tls.ca-file "
+            "and distributed.comm.tls.client.cert/key in the Dask config (docs/cluster.md)"
+        )
+
+
+def _local_cluster(workers: int, blocks: int, processes: bool, dashboard: str) -> tuple[Any, Any]:
+    """A LocalCluster on 127.0.0.1 with temporary TLS credentials (threads: in-process)."""
+    import dask
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    security = Security.temporary() if processes else None
+    with dask.config.set(WORKER_CONFIG):  # nannies pass it on to worker processes
+        made = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=blocks,
+            processes=processes,
+            host="127.0.0.1" if processes else None,
+            dashboard_address=dashboard,
+            security=security,
+        )
+    return made, security
+
+
+def _slurm_cluster(
+    stack: ExitStack,
+    workers: int,
+    threads: int,
+    slurm: Mapping[str, Any] | None,
+    blocks: int,
+    dashboard: str,
+) -> tuple[Any, Any]:
+    """A dask-jobqueue SLURMCluster of ``workers`` jobs; its TLS credentials live in a shared
+    temporary directory for as long as ``stack``."""
+    import dask
+    from dask_jobqueue import SLURMCluster
+
+    options = slurm_options(threads, slurm or {}, blocks)
+    shared = options.get("shared_temp_directory") or dask.config.get(
+        "jobqueue.slurm.shared-temp-directory"
+    )
+    parent = os.path.expandvars(os.path.expanduser(shared)) if shared else os.getcwd()
+    security = stack.enter_context(worker_credentials(parent))
+    options["scheduler_options"] = {
+        "dashboard_address": dashboard,
+        **options.get("scheduler_options", {}),
+    }
+    with dask.config.set(WORKER_CONFIG):
+        made = SLURMCluster(**options, security=security)
+    made.scale(n=workers)
+    log.info("submitted %d SLURM worker jobs:\n%s", workers, made.job_script())
+    return made, security

@@ -1,5 +1,5 @@
-"""The ``evaluate`` stage: score predicted cell probabilities against the truth and write PNG
-overlays and a self-contained HTML report.
+"""The ``evaluate`` stage: score predicted cell probabilities against the truth (the PNG
+overlays and the HTML report: :mod:`unet.evaluation.report`).
 
 Two kinds of scores, under names that say which is which:
 
@@ -9,7 +9,7 @@ Two kinds of scores, under names that say which is which:
   (the current leaderboard), each with the threshold that gave it;
 * the project's own segmentation at ``threshold`` / ``postprocess``
   (:mod:`unet.evaluation.metrics`, slab
-  by slab via :func:`unet.evaluation.contingency.blockwise_scores`): ``pixel_disagreement`` (1 -
+  by slab via :func:`unet.evaluation.blockwise.blockwise_scores`): ``pixel_disagreement`` (1 -
   accuracy),
   ``iou`` of the cells, and ``v_rand``, ``v_info`` of its cells without thinning.
 
@@ -19,21 +19,16 @@ map (0 = membrane, 255 = cell) or an instance image.
 
 from __future__ import annotations
 
-import base64
-import html
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from matplotlib.figure import Figure
 from scipy import ndimage
 from skimage.segmentation import watershed
 
 from unet.errors import InputError, InputTypeError
-from unet.evaluation.contingency import CROSS, as_foreground, blockwise_scores
+from unet.evaluation.blockwise import blockwise_scores
+from unet.evaluation.contingency import CROSS
 from unet.evaluation.isbi2012 import ChallengeScorer
 from unet.settings.schema import default
 
@@ -46,13 +41,6 @@ PAPER_ISBI2012: dict[str, float] = {
 (the challenge's definitions, :mod:`unet.evaluation.isbi2012`), on the challenge's 30 *test*
 slices, whose
 labels are private: not comparable slice for slice with held-out training slices."""
-
-PAPER_NOTE = (
-    "paper: Ronneberger et al. 2015, Table 1, ISBI 2012 challenge definitions, on the "
-    "challenge's test slices (private labels); this run: held-out training slices"
-)
-
-_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 
 
 @dataclass(frozen=True)
@@ -190,121 +178,3 @@ def evaluate(probability_array: Any, truth_array: Any, config: EvaluateConfig) -
         "threshold": config.threshold,
         "postprocess": config.postprocess,
     }
-
-
-def write_overlay_png(
-    path: str | Path,
-    raw_slice: Any,
-    probability_slice: Any,
-    truth_slice: Any,
-    *,
-    threshold: float = 0.5,
-) -> Path:
-    """Write raw | prediction | truth | errors side by side as a PNG (no display needed).
-
-    The error panel shows the raw image with false-positive cell pixels (predicted cell on a
-    true membrane: merges) in red and false-negative ones (predicted membrane inside a true
-    cell: splits) in blue.  All inputs are (Y, X).
-    """
-    raw, prob = np.asarray(raw_slice), probability(probability_slice)
-    truth = as_foreground(truth_slice, name="truth")
-    if raw.ndim != 2 or not raw.shape == prob.shape == truth.shape:
-        raise InputError(
-            f"need three 2D slices of one shape, got raw {raw.shape}, "
-            f"probability {prob.shape}, truth {truth.shape}"
-        )
-    predicted = prob > threshold
-    errors = np.zeros(raw.shape + (4,))
-    errors[predicted & ~truth] = (1.0, 0.0, 0.0, 0.8)
-    errors[~predicted & truth] = (0.0, 0.4, 1.0, 0.8)
-    figure = Figure(figsize=(16, 4.4), layout="constrained")
-    axes = figure.subplots(1, 4)
-    panels = (
-        ("raw", raw, None),
-        ("prediction p(cell)", prob, (0.0, 1.0)),
-        ("truth (cell = white)", truth, (0, 1)),
-        ("errors: red = FP cell, blue = FN cell", raw, None),
-    )
-    for ax, (title, image, limits) in zip(axes, panels, strict=True):
-        vmin, vmax = limits if limits else (None, None)
-        ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
-        ax.set_title(title)
-        ax.set_axis_off()
-    axes[3].imshow(errors, interpolation="nearest")
-    out = Path(path)
-    figure.savefig(out, format="png", dpi=100)
-    return out
-
-
-def _format(value: Any) -> str:
-    if value is None:
-        return "&mdash;"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return html.escape(str(value))
-
-
-def _provenance(record: Any) -> str:
-    if not record:
-        return ""
-    text = html.escape(json.dumps(record, indent=2, default=str))
-    return f"<h2>Provenance</h2><pre style='text-align:left'>{text}</pre>"
-
-
-def write_report(
-    path_html: str | Path,
-    dataset: str,
-    scores: Mapping[str, Any],
-    images: Mapping[str, str | Path],
-    paper: Mapping[str, float] | None = None,
-) -> Path:
-    """Write a self-contained HTML report: a table of the scalar ``scores`` (with a column of
-    ``paper`` figures, e.g. :data:`PAPER_ISBI2012`, where given, and :data:`PAPER_NOTE` under
-    it) and ``images`` (titled PNG/JPEG/SVG files such as overlays or the training curve)
-    embedded as base64; ``scores["provenance"]`` (model checksum, settings, versions:
-    :func:`unet.io.provenance.report`) closes the page."""
-    header = "<tr><th>metric</th><th>this run</th>" + ("<th>paper</th>" if paper else "")
-    rows = [header + "</tr>"]
-    for key, value in scores.items():
-        if isinstance(value, (dict, list, tuple)):
-            continue
-        row = f"<tr><td>{html.escape(key)}</td><td>{_format(value)}</td>"
-        if paper:
-            row += f"<td>{_format(paper.get(key))}</td>"
-        rows.append(row + "</tr>")
-    figures = []
-    for title, image in images.items():
-        image_path = Path(image)
-        mime = _MIME.get(image_path.suffix.lower())
-        if mime is None:
-            raise InputError(f"image {title!r}: unsupported file type {image_path.suffix!r}")
-        if not image_path.is_file():
-            raise FileNotFoundError(f"image {title!r} not found: {image_path}")
-        data = base64.b64encode(image_path.read_bytes()).decode("ascii")
-        figures.append(
-            f"<figure><img alt='{html.escape(title)}' src='data:{mime};base64,{data}'>"
-            f"<figcaption>{html.escape(title)}</figcaption></figure>"
-        )
-    name = html.escape(dataset)
-    page = "\n".join(
-        [
-            "<!DOCTYPE html>",
-            "<html lang='en'><head><meta charset='utf-8'>",
-            f"<title>U-Net evaluation: {name}</title>",
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #999;padding:.3em .8em;text-align:right}"
-            "img{max-width:100%}</style>",
-            "</head><body>",
-            f"<h1>U-Net evaluation: {name}</h1>",
-            "<table>",
-            *rows,
-            "</table>",
-            f"<p>{html.escape(PAPER_NOTE)}</p>" if paper else "",
-            *figures,
-            _provenance(scores.get("provenance")),
-            "</body></html>",
-        ]
-    )
-    out = Path(path_html)
-    out.write_text(page + "\n", encoding="utf-8")
-    return out

@@ -22,12 +22,9 @@ description names no URL, and nothing is downloaded.  Reading packages:
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
 import shutil
 import tempfile
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +37,12 @@ from unet import __version__
 from unet import model as model_module
 from unet.checkpoint import MODEL_FORMAT, read, resolve
 from unet.errors import InputError
-from unet.interop.bioimageio import ARCHITECTURE, CONFIG_KEY
+from unet.interop.bioimageio_rdf import PAPER, describe, smallest_input
 from unet.io import outputs
 from unet.io.normalize import to_unit
-from unet.model import UNet, nearest_valid_inputs
+from unet.model import UNet
 
-PAPER = {
-    "text": "Ronneberger O., Fischer P., Brox T. U-Net: Convolutional Networks for Biomedical "
-    "Image Segmentation. MICCAI 2015, LNCS 9351, pp. 234-241.",
-    "doi": "10.1007/978-3-319-24574-4_28",
-}
 TEST_OUTPUT_AT_LEAST = 64  # px per convolved axis of the test output (2D; 3D: 16)
-
-
-def smallest_input(depth: int) -> int:
-    """The smallest valid input length (188 for depth 4): the ``min`` of the valid sizes."""
-    return nearest_valid_inputs(1, depth)[1]
 
 
 def scripted(model: UNet) -> torch.jit.ScriptModule:
@@ -160,10 +147,6 @@ def _from_unit(unit: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return unit.astype(dtype)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _write_files(
     folder: Path,
     net: UNet,
@@ -189,91 +172,7 @@ def _write_files(
         shutil.copyfile(documentation, card)
     else:
         card.write_text(_card(net))
-    spatial = "zyx"[3 - net.ndim :]
-    pre: list[dict[str, Any]] = [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]
-    if test_in.dtype.kind in "ui":
-        gain = 1.0 / float(np.iinfo(test_in.dtype).max)
-        pre.append({"id": "scale_linear", "kwargs": {"gain": gain, "offset": 0.0}})
-        pre.append(pre[0])  # the spec would end with the input's own dtype otherwise
-    file = lambda name: {"source": name, "sha256": _sha256(folder / name)}  # noqa: E731
-    torch_version = torch.__version__.split("+")[0]
-    return {
-        "type": "model",
-        "description": f"U-Net (Ronneberger et al. 2015) for EM membrane segmentation, "
-        f"{net.ndim}D, valid convolutions, trained with unet-em {__version__}.",
-        "cite": [PAPER],
-        "documentation": file("README.md"),
-        "covers": [file("cover.png")],
-        "tags": ["unet", "semantic-segmentation", "electron-microscopy", f"{net.ndim}d", "pytorch"],
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "inputs": [
-            {
-                "id": "raw",
-                "description": "EM grey values, one channel",
-                "axes": [
-                    {"type": "batch"},
-                    {"type": "channel", "channel_names": ["raw"]},
-                    *(
-                        {
-                            "type": "space",
-                            "id": a,
-                            "size": {"min": smallest_input(net.depth), "step": net.factor},
-                        }
-                        for a in spatial
-                    ),
-                ],
-                "test_tensor": file("test_input.npy"),
-                "sample_tensor": file("sample_input.tif"),
-                "data": {"type": str(test_in.dtype)},
-                "preprocessing": pre,
-            }
-        ],
-        "outputs": [
-            {
-                "id": "probabilities",
-                "description": "softmax over (background = membrane, foreground = cell)",
-                "axes": [
-                    {"type": "batch"},
-                    {"type": "channel", "channel_names": ["background", "foreground"]},
-                    *(
-                        {
-                            "type": "space",
-                            "id": a,
-                            "size": {"tensor_id": "raw", "axis_id": a, "offset": -net.context},
-                        }
-                        for a in spatial
-                    ),
-                ],
-                "test_tensor": file("test_output.npy"),
-                "sample_tensor": file("sample_output.tif"),
-                "data": {"type": "float32", "range": [0.0, 1.0]},
-                "postprocessing": [{"id": "softmax", "kwargs": {"axis": "channel"}}],
-            }
-        ],
-        "weights": {
-            "pytorch_state_dict": {
-                **file("weights.pt"),
-                "architecture": {
-                    **file("unet_model.py"),
-                    "callable": ARCHITECTURE,
-                    "kwargs": dict(net.arch),
-                },
-                "pytorch_version": torch_version,
-            },
-            "torchscript": {
-                **file("weights.torchscript.pt"),
-                "parent": "pytorch_state_dict",
-                "pytorch_version": torch_version,
-            },
-        },
-        "config": {
-            CONFIG_KEY: {
-                "format": MODEL_FORMAT,
-                "version": __version__,
-                "meta": json.loads(json.dumps(payload["meta"], default=str)),
-            }
-        },
-    }
+    return describe(folder, net, payload["meta"], test_in)
 
 
 def _cover(path: Path, raw: np.ndarray, foreground: np.ndarray) -> None:

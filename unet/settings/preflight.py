@@ -64,41 +64,69 @@ def check_dataset(
     net = _net(src) if src is not None else load_model(str(external))  # a shipped model
     nz = shape[0]
     z0, z1 = slice_range(entry["predict_slices"], nz, ds.where("predict_slices"))
-    if entry["eval_slices"] is not None:
-        outside = [
-            z
-            for z in parse_slices(entry["eval_slices"], nz, ds.where("eval_slices"))
-            if not z0 <= z < z1
-        ]
-        if outside:
-            raise InputError(
-                f"{ds.where('eval_slices')}: slices {outside} of {entry['eval_slices']!r} are "
-                f"not predicted (predict_slices {entry['predict_slices']!r})"
-            )
+    _check_eval_slices(ds, nz, (z0, z1))
     if entry["train_slices"] is not None:
-        train = ds.sections["train"]
-        try:
-            net.input_shape(train["output_tile"])
-        except InputError as err:
-            raise InputError(f"{ds.where_setting('train', 'output_tile')}: {err}") from None
-        config = _setting(
-            ds,
-            "train",
-            TrainConfig,
-            **ds.sections["model"],
-            **train,
-            train_slices=entry["train_slices"],
-            val_slices=val_slices or (),
+        _check_training(ds, name, net, shape, val_slices)
+    _check_prediction(ds, net, shape, z0, src.name if src else None, external)
+
+
+def _check_eval_slices(ds: DatasetSettings, nz: int, predicted: tuple[int, int]) -> None:
+    """Every eval slice must be predicted."""
+    entry, (z0, z1) = ds.dataset, predicted
+    if entry["eval_slices"] is None:
+        return
+    outside = [
+        z
+        for z in parse_slices(entry["eval_slices"], nz, ds.where("eval_slices"))
+        if not z0 <= z < z1
+    ]
+    if outside:
+        raise InputError(
+            f"{ds.where('eval_slices')}: slices {outside} of {entry['eval_slices']!r} are "
+            f"not predicted (predict_slices {entry['predict_slices']!r})"
         )
-        parse_slices(entry["train_slices"], nz, ds.where("train_slices"))
-        if val_slices is not None:
-            key = "val_slices" if entry.get("val_slices") is not None else "eval_slices"
-            parse_slices(val_slices, nz, ds.where(key))
-        try:
-            config.slices(nz)
-        except InputError as err:
-            raise InputError(f"dataset {name!r}: {err}") from None
-        check_context(net, shape, name=f"{ds.where('raw')} {entry['raw']}")
+
+
+def _check_training(
+    ds: DatasetSettings, name: str, net: UNet, shape: Shape, val_slices: str | None
+) -> None:
+    """The training settings, slices and tile against the net and the raw volume."""
+    entry, nz = ds.dataset, shape[0]
+    train = ds.sections["train"]
+    try:
+        net.input_shape(train["output_tile"])
+    except InputError as err:
+        raise InputError(f"{ds.where_setting('train', 'output_tile')}: {err}") from None
+    config = _setting(
+        ds,
+        "train",
+        TrainConfig,
+        **ds.sections["model"],
+        **train,
+        train_slices=entry["train_slices"],
+        val_slices=val_slices or (),
+    )
+    parse_slices(entry["train_slices"], nz, ds.where("train_slices"))
+    if val_slices is not None:
+        key = "val_slices" if entry.get("val_slices") is not None else "eval_slices"
+        parse_slices(val_slices, nz, ds.where(key))
+    try:
+        config.slices(nz)
+    except InputError as err:
+        raise InputError(f"dataset {name!r}: {err}") from None
+    check_context(net, shape, name=f"{ds.where('raw')} {entry['raw']}")
+
+
+def _check_prediction(
+    ds: DatasetSettings,
+    net: UNet,
+    shape: Shape,
+    z0: int,
+    model_name: str | None,
+    external: str | None,
+) -> None:
+    """The prediction settings and tile against the net; a 3D net's first predicted slice."""
+    entry = ds.dataset
     predict = {k: v for k, v in ds.sections["predict"].items() if k != "shards"}
     config = _setting(ds, "predict", PredictConfig, **predict)
     tile_key = "tile_shape" if config.tile_shape is not None else "block_shape"
@@ -107,7 +135,7 @@ def check_dataset(
     except InputError as err:
         raise InputError(
             f"{ds.where_setting('predict', tile_key)}: {err} (model "
-            f"{f'of {src.name!r}' if src else external}: depth {net.depth})"
+            f"{f'of {model_name!r}' if model_name else external}: depth {net.depth})"
         ) from None
     if z0 % net_factor(net)[0]:
         raise InputError(

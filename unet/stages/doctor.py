@@ -60,46 +60,18 @@ def doctor(
         trainer = Trainer(config, device)
         model = trainer.model
         rng = np.random.default_rng(0)
-        shape = (config.batch_size, *config.input_tile)
-        batch = (
-            torch.rand((shape[0], 1, *shape[1:]), device=device),
-            torch.from_numpy(rng.integers(0, 2, shape)).to(device),
-            torch.ones(shape, device=device),
-        )
-        trainer.step(batch)  # cuDNN's algorithm search may briefly take far more memory
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        step_s = _time_per_call(lambda: trainer.step(batch), budget, device)
-        memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-        sample_s = 0.0
-        if config.augment is not None:
-            aug = config.augment
-            image = rng.random(config.input_tile, dtype=np.float32)
-            classes = rng.integers(0, 2, config.input_tile, dtype=np.uint8)
-            ones = np.ones(config.input_tile, np.float32)
-            sample_s = _time_per_call(lambda: augment(image, classes, ones, rng, aug), budget, None)
-        factor = net_factor(model)
+        step_s, memory = _time_step(trainer, rng, budget)
+        sample_s = _time_augment(config, rng, budget)
         if predict_block is None:
-            out = [
-                max(f, t // f * f)
-                for f, t in zip(factor[3 - config.ndim :], config.output_tile, strict=True)
-            ]
-            predict_block = [1, *out] if config.ndim == 2 else out
+            predict_block = _default_block(config, net_factor(model))
         plan = tile_plan(model, tuple(predict_block), tuple(predict_block))
         predictor = Predictor(model, device, config.precision, trainer.channels_last)
         tile = predictor.to_batch(rng.random(plan.input_shape, dtype=np.float32))
         predict_s = _time_per_call(lambda: predictor.forward(tile), budget, device)
 
-    step_rate = 1 / step_s
-    loader_rate = math.inf if sample_s == 0 else 1 / sample_s  # samples/s per worker
-    if config.workers:
-        expected = min(step_rate, config.workers * loader_rate / config.batch_size)
-    else:  # loading and stepping take turns in one process
-        expected = 1 / (step_s + config.batch_size * sample_s)
-    feeding = math.ceil(step_rate * config.batch_size * sample_s)  # workers to keep up
+    train = _train_rates(config, step_s, sample_s)
     vox_rate = math.prod(predict_block) / predict_s
-    train_seconds = config.steps / expected
-    estimates = {"train": _estimate(train_seconds)}
+    estimates = {"train": _estimate(config.steps / train["expected_steps_per_s"])}
     for name, voxels in (volumes or {}).items():
         estimates[f"predict {name}"] = _estimate(voxels / vox_rate)
     return {
@@ -110,23 +82,72 @@ def doctor(
             "precision": config.precision,
             "channels_last": trainer.channels_last,
         },
-        "train": {
-            "input_tile": list(config.input_tile),
-            "output_tile": list(config.output_tile),
-            "batch_size": config.batch_size,
-            "device_steps_per_s": step_rate,
-            "augment_samples_per_s_per_worker": loader_rate,
-            "workers": config.workers,
-            "expected_steps_per_s": expected,
-            "workers_to_feed_device": feeding,
-            "peak_memory_bytes": memory,
-        },
+        "train": {**train, "peak_memory_bytes": memory},
         "predict": {
             "block": list(predict_block),
             "input_tile": list(plan.input_shape),
             "output_mvox_per_s": vox_rate / 1e6,
         },
         "estimates": estimates,
+    }
+
+
+def _time_step(
+    trainer: Trainer, rng: np.random.Generator, budget: float
+) -> tuple[float, int | None]:
+    """Seconds per training step on a random batch, and the peak device memory (CUDA)."""
+    config, device = trainer.config, trainer.device
+    shape = (config.batch_size, *config.input_tile)
+    batch = (
+        torch.rand((shape[0], 1, *shape[1:]), device=device),
+        torch.from_numpy(rng.integers(0, 2, shape)).to(device),
+        torch.ones(shape, device=device),
+    )
+    trainer.step(batch)  # cuDNN's algorithm search may briefly take far more memory
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step_s = _time_per_call(lambda: trainer.step(batch), budget, device)
+    memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return step_s, memory
+
+
+def _time_augment(config: TrainConfig, rng: np.random.Generator, budget: float) -> float:
+    """Seconds per augmented sample in one data-loader worker (0 without augmentation)."""
+    if config.augment is None:
+        return 0.0
+    aug = config.augment
+    image = rng.random(config.input_tile, dtype=np.float32)
+    classes = rng.integers(0, 2, config.input_tile, dtype=np.uint8)
+    ones = np.ones(config.input_tile, np.float32)
+    return _time_per_call(lambda: augment(image, classes, ones, rng, aug), budget, None)
+
+
+def _default_block(config: TrainConfig, factor: Sequence[int]) -> list[int]:
+    """The training output tile rounded down to the net's factor (one slice for a 2D net)."""
+    out = [
+        max(f, t // f * f)
+        for f, t in zip(factor[3 - config.ndim :], config.output_tile, strict=True)
+    ]
+    return [1, *out] if config.ndim == 2 else out
+
+
+def _train_rates(config: TrainConfig, step_s: float, sample_s: float) -> dict[str, Any]:
+    """Steps per second of the device alone and as fed by the data-loader workers."""
+    step_rate = 1 / step_s
+    loader_rate = math.inf if sample_s == 0 else 1 / sample_s  # samples/s per worker
+    if config.workers:
+        expected = min(step_rate, config.workers * loader_rate / config.batch_size)
+    else:  # loading and stepping take turns in one process
+        expected = 1 / (step_s + config.batch_size * sample_s)
+    return {
+        "input_tile": list(config.input_tile),
+        "output_tile": list(config.output_tile),
+        "batch_size": config.batch_size,
+        "device_steps_per_s": step_rate,
+        "augment_samples_per_s_per_worker": loader_rate,
+        "workers": config.workers,
+        "expected_steps_per_s": expected,
+        "workers_to_feed_device": math.ceil(step_rate * config.batch_size * sample_s),
     }
 
 

@@ -15,14 +15,9 @@ from typing import Any, Literal
 import numpy as np
 
 from unet.errors import InputError
-from unet.evaluation.evaluate import (
-    PAPER_ISBI2012,
-    EvaluateConfig,
-    evaluate,
-    write_overlay_png,
-    write_report,
-)
+from unet.evaluation.evaluate import PAPER_ISBI2012, EvaluateConfig, evaluate
 from unet.evaluation.instances import segmentation_scores
+from unet.evaluation.report import write_overlay_png, write_report
 from unet.geometry import Box, Window
 from unet.io import ngff, outputs, provenance
 from unet.io.label_stats import check_counts
@@ -165,18 +160,7 @@ def evaluate_stage(
     prob = ngff.open_array(prediction_path)
     truth: Any = ngff.open_array(labels_path)
     raw: Any = ngff.open_array(raw_path) if raw_path is not None else None
-    z = parse_slices(slices or "all", truth.shape[0], name=f"{dataset} eval_slices")
-    z0, z1 = ngff.attributes(prediction_path).get("z_range") or (0, truth.shape[0])
-    if tuple(prob.shape) != (z1 - z0, *truth.shape[1:]):
-        raise InputError(
-            f"{prediction_path}: prediction of shape {tuple(prob.shape)} (slices {z0}..{z1 - 1}) "
-            f"does not match the labels {labels_path} of shape {tuple(truth.shape)}"
-        )
-    if not all(z0 <= i < z1 for i in z):
-        raise InputError(
-            f"{prediction_path}: eval slices {slices or 'all'} are not all predicted "
-            f"(predicted z range {z0}..{z1 - 1})"
-        )
+    z, (z0, z1) = _eval_slices(prediction_path, labels_path, prob, truth, slices, dataset)
     if (z0, z1) != (0, truth.shape[0]):  # score the predicted sub-stack against its labels
         window = Box((z0, 0, 0), tuple(prob.shape))
         truth = Window(truth, window)
@@ -186,14 +170,7 @@ def evaluate_stage(
         raw = prob
     scores = evaluate(prob, truth, replace(config, slices=tuple(z)))
     if segmentation_path is not None:
-        ngff.check_role(segmentation_path, "segmentation")
-        seg = ngff.open_array(segmentation_path)
-        if tuple(seg.shape) != tuple(prob.shape):
-            raise InputError(
-                f"{segmentation_path}: shape {tuple(seg.shape)} differs from the prediction "
-                f"{prediction_path} ({tuple(prob.shape)})"
-            )
-        scores.update(segmentation_scores(seg, truth, z))
+        scores.update(_segment_scores(segmentation_path, prediction_path, prob, truth, z))
     scores["dataset"] = dataset
     scores["slices"] = slices or "all"
     scores["provenance"] = provenance.report(  # model checksum, settings, versions
@@ -211,6 +188,44 @@ def evaluate_stage(
     tmp.write_text(json.dumps(scores, indent=2, default=float))
     tmp.replace(out_json)  # the JSON is the rule's completion mark: written last, atomically
     return scores
+
+
+def _eval_slices(
+    prediction_path: str | Path,
+    labels_path: str | Path,
+    prob: Any,
+    truth: Any,
+    slices: str | None,
+    dataset: str,
+) -> tuple[list[int], tuple[int, int]]:
+    """The slices to score and the predicted z range, checked against the labels."""
+    z = parse_slices(slices or "all", truth.shape[0], name=f"{dataset} eval_slices")
+    z0, z1 = ngff.attributes(prediction_path).get("z_range") or (0, truth.shape[0])
+    if tuple(prob.shape) != (z1 - z0, *truth.shape[1:]):
+        raise InputError(
+            f"{prediction_path}: prediction of shape {tuple(prob.shape)} (slices {z0}..{z1 - 1}) "
+            f"does not match the labels {labels_path} of shape {tuple(truth.shape)}"
+        )
+    if not all(z0 <= i < z1 for i in z):
+        raise InputError(
+            f"{prediction_path}: eval slices {slices or 'all'} are not all predicted "
+            f"(predicted z range {z0}..{z1 - 1})"
+        )
+    return z, (z0, z1)
+
+
+def _segment_scores(
+    segmentation_path: str | Path, prediction_path: str | Path, prob: Any, truth: Any, z: list[int]
+) -> dict[str, Any]:
+    """The instance scores (``segment_<score>``) of the label image made from the prediction."""
+    ngff.check_role(segmentation_path, "segmentation")
+    seg = ngff.open_array(segmentation_path)
+    if tuple(seg.shape) != tuple(prob.shape):
+        raise InputError(
+            f"{segmentation_path}: shape {tuple(seg.shape)} differs from the prediction "
+            f"{prediction_path} ({tuple(prob.shape)})"
+        )
+    return segmentation_scores(seg, truth, z)
 
 
 def scores_table(json_paths: Sequence[str | Path]) -> str:

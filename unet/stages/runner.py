@@ -11,10 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from unet.errors import InputError, StageError
-
-EXIT_FAILED = 1
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on a signal, rerun to resume
+# the exit statuses live in unet.errors, so that unet.training.state needs no import of stages
+from unet.errors import EXIT_FAILED, EXIT_PREEMPTED, InputError, StageError
 
 
 def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO) -> None:

@@ -117,6 +117,11 @@ class TrainConfig:
         for name in ("batch_norm", "channels_last", "cudnn_benchmark", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise InputTypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        self._check_architecture()
+        self._check_optimisation()
+        self._check_run()
+
+    def _check_architecture(self) -> None:
         _require(self.ndim in (2, 3), f"ndim must be 2 or 3, got {self.ndim}")
         _require(
             self.depth >= 1 and self.base_channels >= 1,
@@ -134,6 +139,8 @@ class TrainConfig:
                 f"output_tile {self.output_tile}: no input gives an output of {o} at depth "
                 f"{self.depth}; nearest valid outputs {_valid_near(o, self.depth)}",
             )
+
+    def _check_optimisation(self) -> None:
         _require(
             self.steps >= 1 and self.batch_size >= 1,
             f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}",
@@ -149,6 +156,9 @@ class TrainConfig:
         )
         _require(self.poly_power > 0, f"poly_power must be > 0, got {self.poly_power}")
         _require(self.seed >= 0, f"seed must be non-negative, got {self.seed}")
+
+    def _check_run(self) -> None:
+        """Slices, validation, logging, checkpoints, precision, workers, device."""
         _require(self.train_slices != (), "train_slices must not be empty (None: all but val)")
         _require(
             self.val_every >= 0 and (bool(self.val_slices) or not self.val_every),

@@ -11,12 +11,9 @@ it when it exists.  Settings: :class:`unet.training.config.TrainConfig`.
 from __future__ import annotations
 
 import logging
-import math
 import signal
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from unet.io.intensity import sample_stats
 from unet.prediction.tiles import Predictor, check_context, predict_array
 from unet.training.config import TrainConfig
 from unet.training.curves import plot, write_csv
+from unet.training.progress import Clock, every, log_progress, synchronise
 from unet.training.sampler import PatchDataset, Source, open_volumes, patch_loader, source_name
 from unet.training.state import (
     Preempted,
@@ -104,13 +102,8 @@ def train(
         the volume, an unreadable or foreign state file.
     FloatingPointError : the loss became NaN or infinite (lower ``lr``).
     """
-    inputs = [v for v in (raw, labels, weights) if isinstance(v, str | Path)]
     out_dir, state_path = Path(out_dir), Path(state_path)
-    outputs.check_writable(out_dir, overwrite, inputs)  # before any work: fail fast
-    for source, role in ((raw, "raw"), (labels, "labels"), (weights, "weights")):
-        if isinstance(source, str | Path):  # a labels volume passed as weights, ...
-            ngff.check_role(source, role, required=role == "weights")
-    arrays = open_volumes(raw, labels, weights)
+    inputs, arrays = _open_inputs(raw, labels, weights, out_dir, overwrite)
     shape = tuple(arrays[0].shape)
     train_z, val_z = config.slices(shape[0])
     device = resolve_device(config.device)
@@ -122,185 +115,172 @@ def train(
         tmp.mkdir(exist_ok=True)
         trainer = Trainer(config, device)
         check_context(trainer.model, shape, name=f"raw volume {source_name(raw, 'raw')}")
-        dataset = PatchDataset(
-            raw,
-            labels,
-            weights,
-            config.input_tile,
-            config.output_tile,
-            train_z,
-            config.seed,
-            config.augment,
-            separation=config.separation,
-        )
+        dataset = _dataset(raw, labels, weights, config, train_z)
         val_data = [np.stack([np.asarray(a[z]) for z in val_z]) for a in arrays[:2] if val_z]
-        start, sample, seconds, metrics = 0, 0, 0.0, []
-        if state_path.exists():
-            state = load_state(state_path, config.identity(shape))
-            trainer.load_state_dict(state)
-            restore_rng(state["rng"])
-            start, sample = state["step"], state["sample"]
-            seconds, metrics = state["seconds"], state["metrics"]
-        log.info(
-            "%dD U-Net (depth %d, %d channels) on %s, %s: tile %s -> %s, %d train / %d val "
-            "slices, steps %d..%d",
-            config.ndim,
-            config.depth,
-            config.base_channels,
-            device,
-            config.precision,
-            config.input_tile,
-            config.output_tile,
-            len(train_z),
-            len(val_z),
-            start + 1,
-            config.steps,
-        )
-        b = config.batch_size
-        loader = patch_loader(
-            dataset,
-            sample,
-            config.steps * b,
-            b,
-            config.workers,
-            pin_memory=device.type == "cuda",
-        )
-        clock = _Clock(seconds, start)
-        pending: list[dict[str, Any]] = []  # rows whose loss is still on the device
-        with tqdm(total=config.steps, initial=start, disable=None, unit="step") as bar:
-            for step, data in enumerate(loader, start=start + 1):
-                lr = trainer.lr
-                pending.append(
-                    {
-                        "step": step,
-                        "loss": trainer.step(data),
-                        "lr": lr,
-                        "seconds": clock.seconds(),
-                        "val_pixel_error": None,
-                    }
-                )
-                bar.update()
-                if step == stop_after:
-                    signal.raise_signal(signal.SIGUSR1)
-                last = step == config.steps
-                validate_now = bool(val_z) and (last or _every(step, config.val_every))
-                log_now = last or _every(step, config.log_every)
-                save_now = not last and (
-                    signals.received is not None
-                    or _every(step, config.checkpoint_every)
-                    or clock.since_save() >= config.checkpoint_seconds > 0
-                )
-                if not (validate_now or log_now or save_now):
-                    continue
-                metrics += _synchronise(pending)
-                if validate_now:
-                    with clock.paused():
-                        metrics[-1]["val_pixel_error"] = validate(trainer, *val_data)
-                    metrics[-1]["seconds"] = clock.seconds()
-                if log_now:
-                    _log_progress(metrics, config.steps, clock)
-                if save_now:
-                    save_state(
-                        state_path,
-                        {
-                            "identity": config.identity(shape),
-                            "step": step,
-                            "sample": step * b,
-                            "seconds": clock.seconds(),
-                            **trainer.state_dict(),
-                            "rng": capture_rng(),
-                            "metrics": metrics,
-                        },
-                    )
-                    write_csv(tmp / "metrics.csv", metrics)
-                    clock.saved()
-                    log.info("step %d: training state saved to %s", step, state_path)
-                if signals.received is not None and not last:
-                    raise Preempted(state_path, step, signals.received)
-        metrics += _synchronise(pending)
+        start, sample, seconds, metrics = _resume(state_path, config.identity(shape), trainer)
+        _log_start(config, str(device), len(train_z), len(val_z), start)
+        b, cuda = config.batch_size, device.type == "cuda"
+        loader = patch_loader(dataset, sample, config.steps * b, b, config.workers, pin_memory=cuda)
+        clock = Clock(seconds, start)
+        run = _Run(config, trainer, shape, state_path, tmp, signals, clock, val_data, metrics)
+        _steps(run, loader, start, stop_after)
         # a signal now is ignored: finishing takes less time than resuming would
-        vals = [r["val_pixel_error"] for r in metrics if r["val_pixel_error"] is not None]
-        summary = {
-            "steps": config.steps,
-            "resumed_from": start,
-            "loss": metrics[-1]["loss"],
-            "val_pixel_error": vals[-1] if vals else None,
-            "seconds": metrics[-1]["seconds"],
-        }
-        meta = {**summary, "config": asdict(config), "input": sample_stats(arrays[0], train_z)}
-        save_model(tmp / "model.pt", trainer.model, meta=meta)
-        write_csv(tmp / "metrics.csv", metrics)
-        plot(tmp / "curve.png", metrics)
-        state_path.unlink(missing_ok=True)
-        log.info("training done: %s", summary)
+        summary = _finish(run, start, sample_stats(arrays[0], train_z))
     return {**summary, "model": str(out_dir / "model.pt")}
 
 
-def _every(step: int, period: int) -> bool:
-    return period > 0 and step % period == 0
+def _open_inputs(
+    raw: Source, labels: Source, weights: Source, out_dir: Path, overwrite: bool
+) -> tuple[list[str | Path], list[Any]]:
+    """The input paths and the three opened volumes, once the output is known to be writable
+    (before any work: fail fast) and each volume to have its role."""
+    inputs = [v for v in (raw, labels, weights) if isinstance(v, str | Path)]
+    outputs.check_writable(out_dir, overwrite, inputs)
+    for source, role in ((raw, "raw"), (labels, "labels"), (weights, "weights")):
+        if isinstance(source, str | Path):  # a labels volume passed as weights, ...
+            ngff.check_role(source, role, required=role == "weights")
+    return inputs, list(open_volumes(raw, labels, weights))
 
 
-def _synchronise(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Read the losses of ``pending`` rows from the device (waits for the GPU) and hand the
-    rows over; ``FloatingPointError`` if training diverged."""
-    rows = [{**row, "loss": float(row["loss"])} for row in pending]
-    pending.clear()
-    for row in rows:
-        if not math.isfinite(row["loss"]):
-            raise FloatingPointError(
-                f"training diverged: loss {row['loss']} at step "
-                f"{row['step']} (lr {row['lr']:.3g}); lower the lr"
-            )
-    return rows
-
-
-class _Clock:
-    """Training seconds (summed over resumed jobs, validation excluded), log and save timers."""
-
-    def __init__(self, seconds: float, step: int) -> None:
-        self.offset = seconds
-        self.began = self.last_save = time.monotonic()
-        self.last_log = (self.began, step)
-
-    def seconds(self) -> float:
-        return self.offset + time.monotonic() - self.began
-
-    def since_save(self) -> float:
-        return time.monotonic() - self.last_save
-
-    def saved(self) -> None:
-        self.last_save = time.monotonic()
-
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        t0 = time.monotonic()
-        try:
-            yield
-        finally:
-            self.offset -= time.monotonic() - t0
-
-
-def _log_progress(rows: list[dict[str, Any]], steps: int, clock: _Clock) -> None:
-    """One log line: the mean loss and the rate since the previous line, and the ETA."""
-    now, step = time.monotonic(), rows[-1]["step"]
-    then, then_step = clock.last_log
-    clock.last_log = (now, step)
-    n = step - then_step
-    rate = n / (now - then) if now > then else float("nan")
-    eta = (steps - step) / rate if rate > 0 else float("nan")
-    hms = (
-        "?"
-        if not math.isfinite(eta)
-        else (f"{int(eta) // 3600}:{int(eta) // 60 % 60:02d}:{int(eta) % 60:02d}")
+def _dataset(
+    raw: Source, labels: Source, weights: Source, config: TrainConfig, train_z: Sequence[int]
+) -> PatchDataset:
+    """Random, augmented patches of slices ``train_z`` (:mod:`unet.training.sampler`)."""
+    return PatchDataset(
+        raw,
+        labels,
+        weights,
+        config.input_tile,
+        config.output_tile,
+        train_z,
+        config.seed,
+        config.augment,
+        separation=config.separation,
     )
-    val = rows[-1]["val_pixel_error"]
+
+
+def _resume(
+    state_path: Path, identity: dict[str, Any], trainer: Trainer
+) -> tuple[int, int, float, list[dict[str, Any]]]:
+    """``(step, sample, seconds, metrics)`` of the saved state (the trainer and the random
+    generators restored from it), or of a fresh start."""
+    if not state_path.exists():
+        return 0, 0, 0.0, []
+    state = load_state(state_path, identity)
+    trainer.load_state_dict(state)
+    restore_rng(state["rng"])
+    return state["step"], state["sample"], state["seconds"], state["metrics"]
+
+
+def _log_start(config: TrainConfig, device: str, n_train: int, n_val: int, start: int) -> None:
     log.info(
-        "step %d/%d  loss %.4f  lr %.3g  %.2f steps/s  ETA %s%s",
-        step,
-        steps,
-        float(np.mean([r["loss"] for r in rows[-max(n, 1) :]])),
-        rows[-1]["lr"],
-        rate,
-        hms,
-        f"  val pixel error {val:.4f}" if val is not None else "",
+        "%dD U-Net (depth %d, %d channels) on %s, %s: tile %s -> %s, %d train / %d val "
+        "slices, steps %d..%d",
+        config.ndim,
+        config.depth,
+        config.base_channels,
+        device,
+        config.precision,
+        config.input_tile,
+        config.output_tile,
+        n_train,
+        n_val,
+        start + 1,
+        config.steps,
     )
+
+
+@dataclass
+class _Run:
+    """What the step loop of one training job works with; ``metrics`` grows as it goes."""
+
+    config: TrainConfig
+    trainer: Trainer
+    shape: tuple[int, ...]
+    state_path: Path
+    tmp: Path
+    signals: PreemptionSignals
+    clock: Clock
+    val_data: list[np.ndarray]
+    metrics: list[dict[str, Any]]
+
+    def due(self, step: int, last: bool) -> tuple[bool, bool, bool]:
+        """Whether to validate, log and save the state after ``step``."""
+        config = self.config
+        validate_now = bool(self.val_data) and (last or every(step, config.val_every))
+        log_now = last or every(step, config.log_every)
+        save_now = not last and (
+            self.signals.received is not None
+            or every(step, config.checkpoint_every)
+            or self.clock.since_save() >= config.checkpoint_seconds > 0
+        )
+        return validate_now, log_now, save_now
+
+    def validate(self) -> None:
+        with self.clock.paused():
+            self.metrics[-1]["val_pixel_error"] = validate(self.trainer, *self.val_data)
+        self.metrics[-1]["seconds"] = self.clock.seconds()
+
+    def save(self, step: int) -> None:
+        state = {
+            "identity": self.config.identity(self.shape),
+            "step": step,
+            "sample": step * self.config.batch_size,
+            "seconds": self.clock.seconds(),
+            **self.trainer.state_dict(),
+            "rng": capture_rng(),
+            "metrics": self.metrics,
+        }
+        save_state(self.state_path, state)
+        write_csv(self.tmp / "metrics.csv", self.metrics)
+        self.clock.saved()
+        log.info("step %d: training state saved to %s", step, self.state_path)
+
+
+def _steps(run: _Run, loader: Iterable[Any], start: int, stop_after: int | None) -> None:
+    """Steps ``start + 1 ..``: a step per batch; validate, log, save when due; raise
+    :class:`Preempted` after saving on a signal."""
+    steps = run.config.steps
+    pending: list[dict[str, Any]] = []  # rows whose loss is still on the device
+    with tqdm(total=steps, initial=start, disable=None, unit="step") as bar:
+        for step, data in enumerate(loader, start=start + 1):
+            lr = run.trainer.lr
+            row = {"step": step, "loss": run.trainer.step(data), "lr": lr}
+            pending.append({**row, "seconds": run.clock.seconds(), "val_pixel_error": None})
+            bar.update()
+            if step == stop_after:
+                signal.raise_signal(signal.SIGUSR1)
+            last = step == steps
+            validate_now, log_now, save_now = run.due(step, last)
+            if not (validate_now or log_now or save_now):
+                continue
+            run.metrics += synchronise(pending)
+            if validate_now:
+                run.validate()
+            if log_now:
+                log_progress(run.metrics, steps, run.clock)
+            if save_now:
+                run.save(step)
+            if run.signals.received is not None and not last:
+                raise Preempted(run.state_path, step, run.signals.received)
+    run.metrics += synchronise(pending)
+
+
+def _finish(run: _Run, start: int, input_stats: dict[str, Any]) -> dict[str, Any]:
+    """Write model.pt, metrics.csv and curve.png, delete the state; the run's summary."""
+    metrics, config, tmp = run.metrics, run.config, run.tmp
+    vals = [r["val_pixel_error"] for r in metrics if r["val_pixel_error"] is not None]
+    summary = {
+        "steps": config.steps,
+        "resumed_from": start,
+        "loss": metrics[-1]["loss"],
+        "val_pixel_error": vals[-1] if vals else None,
+        "seconds": metrics[-1]["seconds"],
+    }
+    meta = {**summary, "config": asdict(config), "input": input_stats}
+    save_model(tmp / "model.pt", run.trainer.model, meta=meta)
+    write_csv(tmp / "metrics.csv", metrics)
+    plot(tmp / "curve.png", metrics)
+    run.state_path.unlink(missing_ok=True)
+    log.info("training done: %s", summary)
+    return summary

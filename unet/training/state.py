@@ -36,12 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet.errors import InputError, brief
-from unet.stages import runner as stage
+from unet.errors import EXIT_PREEMPTED, InputError, brief
 
 STATE_FORMAT = "unet-em-train-state/1"
-EXIT_PREEMPTED = stage.EXIT_PREEMPTED
-"""Exit status of a preempted training job (75, ``EX_TEMPFAIL``: try again)."""
 
 SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 

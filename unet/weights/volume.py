@@ -33,7 +33,7 @@ import dask
 import numpy as np
 
 from unet.errors import InputError, InputTypeError
-from unet.geometry import Box, as_coord, blocks, check_multiple
+from unet.geometry import Box, Coord, as_coord, blocks, check_multiple
 from unet.weights.border import (
     ClassWeights,
     cutoff,
@@ -90,63 +90,24 @@ def weight_volume(
     ``dask.distributed.Client`` if one is active).
     """
     shape = tuple(labels.shape)
-    if tuple(out.shape) != shape:
-        raise InputError(f"out has shape {tuple(out.shape)}, labels have shape {shape}")
-    if ndim not in (2, 3) or ndim > len(shape):
-        raise InputError(f"ndim must be 2 or 3 (at most labels.ndim {len(shape)}), got {ndim}")
-    chunks = tuple(out.chunks)
-    block = chunks if block_shape is None else as_coord(block_shape, len(shape), "block_shape")
-    check_multiple(block, chunks, "block_shape", "out's chunks")
-    # validate the parameters (with weight_map's own messages) before reading any block
-    weight_map(np.zeros((1,) * ndim, np.int32), w0, sigma, class_weights, None, sampling)
-    if not isinstance(separation, int | np.integer) or separation < 0:
-        raise InputError(f"separation must be an integer >= 0, got {separation!r}")
-
-    if not from_mask and not np.issubdtype(np.dtype(labels.dtype), np.integer):
-        raise InputTypeError(f"labels must be integer instance labels, got dtype {labels.dtype}")
+    border = {"w0": w0, "sigma": sigma, "class_weights": class_weights, "sampling": sampling}
+    block = _check_arguments(labels, out, block_shape, ndim, from_mask, separation, border)
     # cells within R of a block pixel, and their separation borders (within `separation`)
     halo = (0,) * (len(shape) - ndim) + tuple(
         r + int(separation) for r in reach(sigma, ndim, sampling)
     )
-    counted_z = None if count_slices is None else sorted({int(z) for z in count_slices})
-    if counted_z is not None and not (
-        len(shape) == 3 and counted_z and 0 <= counted_z[0] <= counted_z[-1] < shape[0]
-    ):
-        raise InputError(
-            f"count_slices must be a non-empty subset of range({shape[0]}), got {count_slices}"
-        )
+    counted_z = _counted_slices(count_slices, shape)
 
     # named once (not hashed per task); unique, so that concurrent calls never share keys
     run = uuid.uuid4().hex
     source = dask.delayed(labels, name=f"weight-volume-labels-{run}")
     target = dask.delayed(out, name=f"weight-volume-out-{run}")
     grid = list(blocks(shape, block))
-    # the separation border of a voxel depends on the voxels within `separation` of it
-    near = (0,) * (len(shape) - ndim) + (int(separation),) * ndim
     volume = Box.from_shape(shape)
-    counted = dask.compute(
-        *(
-            dask.delayed(_count)(
-                source, b, b.grow(near).intersect(volume), from_mask, counted_z, separation, ndim
-            )
-            for b in grid
-        )
-    )
-    counts = (sum(c[0] for c in counted), sum(c[1] for c in counted))
-    if from_mask:
-        values = sorted(set().union(*(c[2] for c in counted)))
-        if len(values) > 2:
-            raise InputError(f"labels must be a binary mask for from_mask=True, found {values}")
+    counts = _class_counts(source, grid, volume, from_mask, counted_z, separation, ndim)
     used = resolve_class_weights(class_weights, counts=counts)
 
-    options = {
-        "w0": w0,
-        "sigma": sigma,
-        "class_weights": used,
-        "ndim": ndim,
-        "sampling": sampling,
-        "separation": int(separation),
-    }
+    options = {**border, "class_weights": used, "ndim": ndim, "separation": int(separation)}
     tasks = [
         dask.delayed(_write_block)(
             source, target, b, b.grow(halo).intersect(volume), from_mask, options
@@ -167,6 +128,74 @@ def weight_volume(
         "separation": int(separation),
         "block_shape": list(block),
     }
+
+
+def _check_arguments(
+    labels: Any,
+    out: Any,
+    block_shape: Sequence[int] | None,
+    ndim: int,
+    from_mask: bool,
+    separation: int,
+    border: dict[str, Any],
+) -> Coord:
+    """The write-block shape, once the arrays and settings (``border``: the arguments of
+    :func:`unet.weights.border.weight_map`) are known to fit, before any block is read."""
+    shape = tuple(labels.shape)
+    if tuple(out.shape) != shape:
+        raise InputError(f"out has shape {tuple(out.shape)}, labels have shape {shape}")
+    if ndim not in (2, 3) or ndim > len(shape):
+        raise InputError(f"ndim must be 2 or 3 (at most labels.ndim {len(shape)}), got {ndim}")
+    chunks = tuple(out.chunks)
+    block = chunks if block_shape is None else as_coord(block_shape, len(shape), "block_shape")
+    check_multiple(block, chunks, "block_shape", "out's chunks")
+    weight_map(np.zeros((1,) * ndim, np.int32), **border)  # with weight_map's own messages
+    if not isinstance(separation, int | np.integer) or separation < 0:
+        raise InputError(f"separation must be an integer >= 0, got {separation!r}")
+    if not from_mask and not np.issubdtype(np.dtype(labels.dtype), np.integer):
+        raise InputTypeError(f"labels must be integer instance labels, got dtype {labels.dtype}")
+    return block
+
+
+def _counted_slices(count_slices: Sequence[int] | None, shape: Coord) -> list[int] | None:
+    """The sorted z indices that the class weights count (None: all), checked."""
+    counted_z = None if count_slices is None else sorted({int(z) for z in count_slices})
+    if counted_z is not None and not (
+        len(shape) == 3 and counted_z and 0 <= counted_z[0] <= counted_z[-1] < shape[0]
+    ):
+        raise InputError(
+            f"count_slices must be a non-empty subset of range({shape[0]}), got {count_slices}"
+        )
+    return counted_z
+
+
+def _class_counts(
+    source: Any,
+    grid: list[Box],
+    volume: Box,
+    from_mask: bool,
+    counted_z: list[int] | None,
+    separation: int,
+    ndim: int,
+) -> tuple[int, int]:
+    """(background, cell) pixels of the counted slices, one task per block; a mask must have
+    two values."""
+    # the separation border of a voxel depends on the voxels within `separation` of it
+    near = (0,) * (volume.ndim - ndim) + (int(separation),) * ndim
+    counted = dask.compute(
+        *(
+            dask.delayed(_count)(
+                source, b, b.grow(near).intersect(volume), from_mask, counted_z, separation, ndim
+            )
+            for b in grid
+        )
+    )
+    counts = (sum(c[0] for c in counted), sum(c[1] for c in counted))
+    if from_mask:
+        values = sorted(set().union(*(c[2] for c in counted)))
+        if len(values) > 2:
+            raise InputError(f"labels must be a binary mask for from_mask=True, found {values}")
+    return counts
 
 
 def _count(
