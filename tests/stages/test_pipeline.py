@@ -84,6 +84,19 @@ def test_weights_stage_from_instance_labels(tmp_path):
     assert weights[0, 20, 20] > weights[0, 2, 20] >= 1  # the border between them peaks
 
 
+def test_weights_stage_keeps_the_labels_placement(tmp_path, cells):
+    """A labels volume with an origin (e.g. ingested from another tool's OME-Zarr) gives weights
+    that overlay it: the same voxel size and translation."""
+    mask = cells[:, :32, :32]
+    path = tmp_path / "labels.zarr"
+    ngff.create(path, mask.shape, mask.dtype, CHUNKS, VOXEL, translation=(100.0, 8.0, 12.0))[
+        ...
+    ] = mask
+    weights_stage(str(path), tmp_path / "w.zarr", WeightsConfig(block=(1, 32, 32)))
+    assert ngff.voxel_size(tmp_path / "w.zarr") == VOXEL
+    assert ngff.translation(tmp_path / "w.zarr") == (100.0, 8.0, 12.0)
+
+
 def test_weights_stage_default_block_on_a_small_volume(tmp_path, cells):
     mask = cells[:, :60, :60]  # 512 is no multiple of 60
     labels = volume(tmp_path / "labels.zarr", mask, chunks=(1, 512, 512))  # stored as (1, 60, 60)

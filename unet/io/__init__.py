@@ -2,5 +2,6 @@
 section folders, Zarr), NGFF metadata, compression codecs, atomic outputs, grey-value
 normalisation, rescaling, intensity records, label checks, pyramids, slice selections.
 
-May import: unet.errors, unet.geometry and one another. Nothing else of the package.
+May import: unet.errors, unet.geometry, unet.cluster.streaming (bounded maps over Dask blocks)
+and one another. Nothing else of the package.
 """

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from unet.cluster.executors import map_bounded
+from unet.cluster.streaming import map_bounded
 from unet.errors import InputError
 from unet.geometry import Box, Coord, blocks
 from unet.io import ngff

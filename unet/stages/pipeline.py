@@ -113,6 +113,7 @@ def weights_stage(
             labels.chunks,
             ngff.voxel_size(labels_path),
             attrs={"stage": "weights", "labels": str(labels_path), **asdict(config)},
+            translation=ngff.translation(labels_path),  # overlays the labels in a viewer
         )
         info = weight_volume(
             labels,
