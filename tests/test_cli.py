@@ -181,3 +181,27 @@ def test_ingest_pyramid_levels_below_1_is_one_line(
     assert exit_info.value.code == 1
     assert "pyramid_levels must be >= 1" in capsys.readouterr().err
     assert not (files / "x.zarr").exists()
+
+
+def test_weights_count_slices(files: Path) -> None:
+    """``--count-slices`` reaches weights_stage: the balanced class weights come from those
+    slices (as the workflow counts the training slices), which changes the weights here."""
+    from unet.stages.pipeline import WeightsConfig, weights_stage
+
+    labels = files / "labels.zarr"
+    mask = np.zeros((2, 32, 32), np.uint8)
+    mask[0, 4:28, 4:28] = 1  # mostly cell
+    mask[1, 12:20, 12:20] = 1  # mostly background
+    ngff.create(labels, mask.shape, mask.dtype, (1, 32, 32), (50.0, 4.0, 4.0))[...] = mask
+    cfg = str(files / "config.yaml")
+    assert (
+        main(
+            ["weights", str(labels), str(files / "w0.zarr"), "--config", cfg, "--count-slices", "0"]
+        )
+        == 0
+    )
+    assert main(["weights", str(labels), str(files / "all.zarr"), "--config", cfg]) == 0
+    weights_stage(labels, files / "direct.zarr", WeightsConfig(block=(1, 64, 64)), count_slices="0")
+    by_flag, direct = (ngff.open_array(files / n)[...] for n in ("w0.zarr", "direct.zarr"))
+    np.testing.assert_array_equal(by_flag, direct)
+    assert not np.allclose(by_flag, ngff.open_array(files / "all.zarr")[...])

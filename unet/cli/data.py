@@ -83,6 +83,11 @@ def add_weights(sub: Any) -> None:
     p.add_argument("--ndim", type=int, choices=(2, 3))
     p.add_argument("--class-weights", choices=("balanced", "none"))
     p.add_argument("--instances", action="store_true", help="labels are cell ids, not a mask")
+    p.add_argument(
+        "--count-slices",
+        help="count the balanced class weights on these slices only, e.g. 0-19 (the training "
+        "slices, as the workflow does; default: all)",
+    )
     finish(p, _weights)
 
 
@@ -93,6 +98,5 @@ def _weights(args: argparse.Namespace) -> Any:
     override(fields, args, ("w0", "sigma", "ndim", "class_weights"))
     if "block" in fields:
         fields["block"] = tuple(fields["block"])
-    return weights_stage(
-        args.labels, args.dst, settings(WeightsConfig, fields, args, "weights"), not args.instances
-    )
+    config = settings(WeightsConfig, fields, args, "weights")
+    return weights_stage(args.labels, args.dst, config, not args.instances, args.count_slices)
