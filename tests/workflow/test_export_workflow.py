@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +271,8 @@ def test_post_deploy_installs_the_package_from_any_working_directory(tmp_path: P
     build += ["--no-build-isolation", "-w", str(wheels), str(REPO)]
     subprocess.run(build, check=True, capture_output=True, timeout=600, cwd=tmp_path)
     (wheel,) = wheels.glob("unet_em-*.whl")
+    with zipfile.ZipFile(wheel) as archive:  # the defaults travel with the package
+        assert "unet/settings/schemas/config.schema.yaml" in archive.namelist()
     installed = _post_deploy(env, run_dir, str(wheel))
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert re.search(r"unet \S+ from \S+/site-packages/unet/__init__\.py", installed.stdout)

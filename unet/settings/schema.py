@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# unet/settings/schemas is a link to workflow/schemas in the repository; a built wheel holds copies
+SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 @functools.cache
@@ -31,7 +32,7 @@ def config_schema() -> dict[str, Any]:
     except FileNotFoundError as err:  # an installed copy without its workflow folder
         raise ImportError(
             f"{SCHEMA}: the config schema, the source of every setting's default, is missing "
-            "(install the package from its repository: pip install -e .)"
+            "(install the package from its repository, or from a wheel built there)"
         ) from err
 
 
