@@ -48,6 +48,7 @@ TRAIN, VAL, TEST = list(range(20)), [21, 22], [25, 26, 27, 28, 29]
 
 ROWS: dict[str, dict[str, Any]] = {
     "project": {},
+    "bn_project": {"train": {"norm": "batch"}},  # the recipe before norm: instance
     "w0_0": {"weights": {"w0": 0.0}},
     "monai": {"model": "monai"},
     "tta8": {"tta": True},
@@ -72,7 +73,11 @@ ROWS: dict[str, dict[str, Any]] = {
     "none_tile_324": {"train": {"norm": "none", "output_tile": [324, 324]}, "equal_time": True},
     "tile_244": {"train": {"output_tile": [244, 244]}, "equal_time": True},
 }
-"""Each row's change to the base recipe (``tta`` alone does not change training)."""
+for _name in ("project", "tta8", "w0_0", "w0_30", "sigma_10", "cosine", "grown_box", "dropout2"):
+    # at batch 1 a BatchNorm net trains exactly as an InstanceNorm one: these rows re-score the
+    # BatchNorm rows' models with each tile's own statistics (what norm: instance does)
+    ROWS[f"in_{_name}"] = {**ROWS[_name], "bn_train_mode": True}
+"""Each row's change to the base recipe (``tta``, ``bn_train_mode`` do not change training)."""
 
 
 def base_recipe(config_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
