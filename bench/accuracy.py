@@ -48,6 +48,7 @@ TRAIN, VAL, TEST = list(range(20)), [21, 22], [25, 26, 27, 28, 29]
 
 ROWS: dict[str, dict[str, Any]] = {
     "project": {},
+    "bn_project": {"train": {"norm": "batch"}},  # the recipe before norm: instance
     "w0_0": {"weights": {"w0": 0.0}},
     "monai": {"model": "monai"},
     "tta8": {"tta": True},
@@ -62,8 +63,21 @@ ROWS: dict[str, dict[str, Any]] = {
     "cosine": {"train": {"schedule": "cosine"}},
     "lr_0.003": {"train": {"lr": 0.003}},
     "base32": {"train": {"base_channels": 32}},
+    "norm_none": {"train": {"norm": "none"}},
+    "norm_instance": {"train": {"norm": "instance"}},
+    "norm_group": {"train": {"norm": "group"}},
+    "bn_trainmode": {"bn_train_mode": True},
+    "none_lr_0.003": {"train": {"norm": "none", "lr": 0.003}},
+    "none_lr_0.03": {"train": {"norm": "none", "lr": 0.03}},
+    "none_tile_244": {"train": {"norm": "none", "output_tile": [244, 244]}, "equal_time": True},
+    "none_tile_324": {"train": {"norm": "none", "output_tile": [324, 324]}, "equal_time": True},
+    "tile_244": {"train": {"output_tile": [244, 244]}, "equal_time": True},
 }
-"""Each row's change to the base recipe (``tta`` alone does not change training)."""
+for _name in ("project", "tta8", "w0_0", "w0_30", "sigma_10", "cosine", "grown_box", "dropout2"):
+    # at batch 1 a BatchNorm net trains exactly as an InstanceNorm one: these rows re-score the
+    # BatchNorm rows' models with each tile's own statistics (what norm: instance does)
+    ROWS[f"in_{_name}"] = {**ROWS[_name], "bn_train_mode": True}
+"""Each row's change to the base recipe (``tta``, ``bn_train_mode`` do not change training)."""
 
 
 def base_recipe(config_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -76,9 +90,15 @@ def base_recipe(config_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return train, weights
 
 
-def row_recipe(name: str, base: tuple[dict[str, Any], dict[str, Any]], smoke: bool) -> dict:
+def row_recipe(
+    name: str,
+    base: tuple[dict[str, Any], dict[str, Any]],
+    smoke: bool,
+    overrides: dict | None = None,
+) -> dict:
+    """The row's recipe; ``overrides`` (``--steps``, ``--seed``) change the base recipe."""
     spec = ROWS[name]
-    train = {**base[0], **spec.get("train", {})}
+    train = {**base[0], **(overrides or {}), **spec.get("train", {})}
     if smoke:
         train.update(base_channels=2, depth=2, output_tile=[20, 20], steps=3)
     weights = {**base[1], **spec.get("weights", {})}
@@ -89,8 +109,20 @@ def row_recipe(name: str, base: tuple[dict[str, Any], dict[str, Any]], smoke: bo
         "grown": spec.get("grown", False),
         "dropout2": spec.get("dropout2", False),
     }
+    if spec.get("equal_time"):
+        recipe["equal_time"] = True
     key = hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return {**recipe, "tta": spec.get("tta", False), "key": key}
+    extra = {"tta": spec.get("tta", False), "bn_train_mode": spec.get("bn_train_mode", False)}
+    return {**recipe, **extra, "key": key}
+
+
+def row_file(name: str, args: argparse.Namespace) -> str:
+    """``<row>[_s<steps>][_seed<seed>]``: the JSON name of a row run with ``--steps``/``--seed``."""
+    return (
+        name
+        + (f"_s{args.steps}" if args.steps else "")
+        + (f"_seed{args.seed}" if args.seed is not None else "")
+    )
 
 
 def load_stack(smoke: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -169,13 +201,18 @@ def score(predict: Any, raw: np.ndarray, cells: np.ndarray, tta: bool) -> dict[s
 
 
 def run_row(name: str, args: argparse.Namespace, raw: np.ndarray, cells: np.ndarray) -> dict:
-    recipe = row_recipe(name, base_recipe(args.config), args.smoke)
+    overrides = {"steps": args.steps} if args.steps else {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    recipe = row_recipe(name, base_recipe(args.config), args.smoke, overrides)
     models = args.out / "models"
     models.mkdir(parents=True, exist_ok=True)
     cache = models / f"{recipe['key']}.pt"
     steps = recipe["train"]["steps"]
     if recipe["model"] == "monai":
         steps = monai_steps(recipe, raw, cells, args)
+    elif recipe.get("equal_time") and not cache.exists() and not args.smoke:
+        steps = equal_time_steps(recipe, raw, cells, args)
     info: dict[str, Any] = {}
     if recipe["model"] == "monai":
         trainer = monai_trainer(raw, cells, args.smoke)
@@ -191,11 +228,49 @@ def run_row(name: str, args: argparse.Namespace, raw: np.ndarray, cells: np.ndar
         info = saved["info"]
     else:
         model, info = unet_row(recipe, raw, cells, steps)
+        info["steps"] = steps
         torch.save({"arch": model.arch, "state": model.state_dict(), "info": info}, cache)
+    if recipe["bn_train_mode"]:  # batch statistics of each tile at inference, too
+        levers.batch_norm_train_mode(model)
     scores = score(predictor_fn(model), raw, cells, recipe["tta"])
-    result = {"row": name, "recipe": recipe, "steps": steps, **info, **scores}
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
+    steps = info.get("steps", steps)
+    result = {"row": row_file(name, args), "recipe": recipe, "steps": steps, **info, **scores}
+    (args.out / f"{row_file(name, args)}.json").write_text(
+        json.dumps(result, indent=1, default=str)
+    )
     return result
+
+
+def project_dataset(config: TrainConfig, cells: np.ndarray, raw: np.ndarray, weights: dict) -> Any:
+    w = weight_volume(cells, **weights)
+    return PatchDataset(
+        raw, cells, w, config.input_tile, config.output_tile, TRAIN, 0, config.augment
+    )
+
+
+def measure_step(config: TrainConfig, dataset: Any, n: int) -> float:
+    """Seconds per training step of ``config`` (after 2 warm-up steps)."""
+    trainer = Trainer(config, torch.device("cpu"))
+    counter = iter(range(10**9))
+
+    def one() -> None:
+        image, classes, w = dataset[next(counter)]
+        trainer.step((image[None], classes[None], w[None]))
+
+    return levers.seconds_per_step(one, n)
+
+
+def equal_time_steps(recipe: dict, raw: np.ndarray, cells: np.ndarray, args: Any) -> int:
+    """Steps of this row that take the wall time of the base recipe's steps (both timed here)."""
+    n = 20
+    base, _ = base_recipe(args.config)
+    base_cfg = TrainConfig(**{**base, "steps": recipe["train"]["steps"]})
+    cfg = TrainConfig(**recipe["train"])
+    t_base = measure_step(base_cfg, project_dataset(base_cfg, cells, raw, recipe["weights"]), n)
+    t_row = measure_step(cfg, project_dataset(cfg, cells, raw, recipe["weights"]), n)
+    steps = max(1, round(base_cfg.steps * t_base / t_row))
+    print(f"seconds/step: base {t_base:.4f}, row {t_row:.4f} -> {steps} steps", flush=True)
+    return steps
 
 
 def monai_trainer(raw: np.ndarray, cells: np.ndarray, smoke: bool) -> levers.MonaiTrainer:
@@ -257,6 +332,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--smoke", action="store_true", help="tiny nets and crops (< 1 min)")
     p.add_argument("--table", action="store_true", help="only print the table of saved rows")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=0, help="base recipe's steps (0: the config's)")
+    p.add_argument("--seed", type=int, default=None, help="base recipe's seed (the config's)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -269,8 +346,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             r = run_row(name, args, raw, cells)
             print(table([r]).splitlines()[-1], flush=True)
-    results = [json.loads((args.out / f"{n}.json").read_text()) for n in names
-               if (args.out / f"{n}.json").exists()]  # fmt: skip
+    files = [args.out / f"{row_file(n, args)}.json" for n in names]
+    results = [json.loads(f.read_text()) for f in files if f.exists()]
     text = table(results)
     (args.out / "table.md").write_text(text + "\n")
     (args.out / "accuracy.json").write_text(json.dumps(results, indent=1, default=str))

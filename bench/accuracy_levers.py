@@ -103,6 +103,14 @@ def add_second_dropout(model: torch.nn.Module, p: float) -> Any:
     return model.downs[-2].register_forward_hook(hook)
 
 
+def batch_norm_train_mode(model: torch.nn.Module) -> None:
+    """Normalise with each tile's own batch statistics at inference (as training did at batch
+    1), not the running averages."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean, m.running_var = None, None  # batch statistics, in eval mode too
+
+
 def monai_net(features: Sequence[int] | None = None) -> torch.nn.Module:
     from monai.networks.nets import BasicUNet
 

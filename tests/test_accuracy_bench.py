@@ -55,6 +55,10 @@ def test_rows_change_one_thing() -> None:
     assert project["train"]["train_slices"] == accuracy.TRAIN
     assert not set(accuracy.TRAIN) & set(accuracy.VAL + accuracy.TEST)
     assert set(accuracy.VAL).isdisjoint(accuracy.TEST)
+    rescored = accuracy.row_recipe("in_w0_0", base, smoke=False)  # the same model, tile statistics
+    assert rescored["key"] == w0["key"] and rescored["bn_train_mode"]
+    seeded = accuracy.row_recipe("project", base, False, {"seed": 1})
+    assert seeded["key"] != project["key"] and seeded["train"]["seed"] == 1
 
 
 def test_table_formats_a_row() -> None:

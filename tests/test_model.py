@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from unet.errors import InputError
 from unet.model import UNet, context, input_size, nearest_valid_inputs, output_size
 
 
@@ -84,6 +85,59 @@ def test_batch_norm_and_dropout_options() -> None:
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     assert net.dropout.p == 0.3
     assert net.arch["batch_norm"] is True
+
+
+@pytest.mark.parametrize(
+    ("norm", "ndim", "layer"),
+    [
+        ("batch", 2, torch.nn.BatchNorm2d),
+        ("instance", 2, torch.nn.InstanceNorm2d),
+        ("instance", 3, torch.nn.InstanceNorm3d),
+        ("group", 2, torch.nn.GroupNorm),
+    ],
+)
+def test_norm_options(norm: str, ndim: int, layer: type) -> None:
+    net = UNet(base_channels=4, depth=1, ndim=ndim, norm=norm)
+    assert any(isinstance(m, layer) for m in net.modules())
+    assert net.arch["norm"] == norm and net.arch["batch_norm"] is (norm == "batch")
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Conv3d)]
+    assert all(m.bias is None for m in convs if m.kernel_size[0] == 3)  # the norm has one
+    again = UNet(**net.arch)  # the record rebuilds the same net
+    again.load_state_dict(net.state_dict())
+
+
+def test_norm_none_is_the_paper_and_overrides_batch_norm() -> None:
+    net = UNet(base_channels=2, depth=1, batch_norm=True, norm="none")
+    norms = (torch.nn.BatchNorm2d, torch.nn.InstanceNorm2d, torch.nn.GroupNorm)
+    assert not any(isinstance(m, norms) for m in net.modules())
+    assert net.arch["batch_norm"] is False
+    with pytest.raises(InputError, match="norm must be one of"):
+        UNet(base_channels=2, depth=1, norm="layer")
+
+
+def test_a_record_without_norm_still_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Checkpoints written before ``norm`` existed record only ``batch_norm``."""
+    from unet.checkpoint import load_model, save_model
+
+    net = UNet(base_channels=2, depth=1, batch_norm=True).eval()
+    save_model(tmp_path / "m.pt", net)
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["arch"].pop("norm")
+    torch.save(payload, tmp_path / "old.pt")
+    old = load_model(tmp_path / "old.pt", arch={**net.arch})
+    assert old.arch["norm"] == "batch"
+    load_model(tmp_path / "old.pt", arch={k: v for k, v in net.arch.items() if k != "norm"})
+    x = torch.rand(1, 1, *net.input_shape((8, 8)))
+    torch.testing.assert_close(old(x), net(x))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("norm", ["batch", "instance", "group", "none"])
+def test_torchscript_every_norm(norm: str) -> None:
+    net = UNet(base_channels=4, depth=2, norm=norm).eval()
+    x = torch.randn((1, 1, *net.input_shape((12, 12))))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(net)(x), net(x), rtol=0, atol=1e-6)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

@@ -19,7 +19,7 @@ import torch
 
 from unet.errors import InputError, brief
 from unet.interop.bioimageio import is_package, read_package
-from unet.model import UNet
+from unet.model import UNet, canonical_arch
 
 MODEL_FORMAT = "unet-em-model/1"
 
@@ -88,7 +88,8 @@ def load_model(path: str | Path, arch: dict[str, Any] | None = None) -> UNet:
     payload = read(path)
     stored = dict(payload["arch"])
     if arch is not None:
-        diff = {k: (stored.get(k), v) for k, v in arch.items() if stored.get(k) != v}
+        have, want = canonical_arch(stored), canonical_arch(arch)
+        diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
         if diff:
             detail = ", ".join(f"{k}: file has {a!r}, expected {b!r}" for k, (a, b) in diff.items())
             raise InputError(f"{path}: checkpoint is for another architecture ({detail})")

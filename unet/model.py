@@ -85,18 +85,49 @@ def center_crop(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class DoubleConv(nn.Module):
-    """Two valid 3x3 convolutions, each followed by (BatchNorm and) ReLU."""
+NORMS = ("batch", "instance", "group", "none")
+"""Normalisation after each convolution: BatchNorm, InstanceNorm (affine), GroupNorm (8 groups)
+or none (the paper)."""
 
-    def __init__(self, cin: int, cout: int, ndim: int, batch_norm: bool) -> None:
+
+def resolve_norm(norm: str | None, batch_norm: bool) -> str:
+    """The normalisation of a net: ``norm`` if given, else ``batch`` / ``none`` from the older
+    ``batch_norm`` flag (checkpoints written before ``norm`` existed)."""
+    if norm is None:
+        return "batch" if batch_norm else "none"
+    if norm not in NORMS:
+        raise InputError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    return norm
+
+
+def canonical_arch(arch: dict[str, Any]) -> dict[str, Any]:
+    """``arch`` with ``norm`` resolved and ``batch_norm`` consistent with it, so that a record
+    written before ``norm`` existed compares equal to the same net written after."""
+    norm = resolve_norm(arch.get("norm"), bool(arch.get("batch_norm", False)))
+    return {**arch, "batch_norm": norm == "batch", "norm": norm}
+
+
+def norm_layer(norm: str, channels: int, ndim: int) -> nn.Module:
+    """The normalisation module of ``norm`` (not ``none``) for ``channels`` channels."""
+    if norm == "batch":
+        return nn.BatchNorm2d(channels) if ndim == 2 else nn.BatchNorm3d(channels)
+    if norm == "instance":
+        cls = nn.InstanceNorm2d if ndim == 2 else nn.InstanceNorm3d
+        return cls(channels, affine=True)
+    return nn.GroupNorm(math.gcd(channels, 8), channels)
+
+
+class DoubleConv(nn.Module):
+    """Two valid 3x3 convolutions, each followed by (a normalisation and) ReLU."""
+
+    def __init__(self, cin: int, cout: int, ndim: int, norm: str) -> None:
         super().__init__()
         conv = nn.Conv2d if ndim == 2 else nn.Conv3d
-        norm = nn.BatchNorm2d if ndim == 2 else nn.BatchNorm3d
         layers: list[nn.Module] = []
         for c in (cin, cout):
-            layers.append(conv(c, cout, kernel_size=3, padding=0, bias=not batch_norm))
-            if batch_norm:
-                layers.append(norm(cout))
+            layers.append(conv(c, cout, kernel_size=3, padding=0, bias=norm == "none"))
+            if norm != "none":
+                layers.append(norm_layer(norm, cout, ndim))
             layers.append(nn.ReLU(inplace=True))
         self.block = nn.Sequential(*layers)
 
@@ -107,10 +138,10 @@ class DoubleConv(nn.Module):
 class Down(nn.Module):
     """2x2 max-pool, then a double convolution that doubles the channels."""
 
-    def __init__(self, cin: int, cout: int, ndim: int, batch_norm: bool) -> None:
+    def __init__(self, cin: int, cout: int, ndim: int, norm: str) -> None:
         super().__init__()
         self.pool = nn.MaxPool2d(2) if ndim == 2 else nn.MaxPool3d(2)
-        self.conv = DoubleConv(cin, cout, ndim, batch_norm)
+        self.conv = DoubleConv(cin, cout, ndim, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for axis in range(2, x.dim()):  # an odd length would be floored: not a valid input
@@ -127,11 +158,11 @@ class Down(nn.Module):
 class Up(nn.Module):
     """2x2 up-convolution halving the channels, centre-cropped skip concatenated, double conv."""
 
-    def __init__(self, cin: int, cout: int, ndim: int, batch_norm: bool) -> None:
+    def __init__(self, cin: int, cout: int, ndim: int, norm: str) -> None:
         super().__init__()
         upconv = nn.ConvTranspose2d if ndim == 2 else nn.ConvTranspose3d
         self.up = upconv(cin, cin // 2, kernel_size=2, stride=2)
-        self.conv = DoubleConv(cin // 2 + cout, cout, ndim, batch_norm)
+        self.conv = DoubleConv(cin // 2 + cout, cout, ndim, norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
@@ -147,7 +178,12 @@ class UNet(nn.Module):
     base_channels : channels of the first level (64 in the paper), doubled per level.
     depth : number of max-pools (4 in the paper: 64 -> 1024 channels).
     ndim : 2 or 3 spatial dimensions.
-    batch_norm : BatchNorm after every convolution (not in the paper).
+    batch_norm : BatchNorm after every convolution (not in the paper); read only when ``norm``
+        is ``None`` (nets saved before ``norm`` existed).
+    norm : ``batch``, ``instance``, ``group`` or ``none`` (the paper) after every convolution.
+        BatchNorm at batch 1 predicts with running statistics unlike those it trained with
+        (per tile); instance and group norm use each tile's own statistics, so a prediction
+        depends (slightly) on the tile size; ``none`` is exact under any tiling.
     dropout : dropout probability at the end of the contracting path (0 disables it).
     """
 
@@ -165,6 +201,7 @@ class UNet(nn.Module):
         ndim: int = 2,
         batch_norm: bool = False,
         dropout: float = 0.5,
+        norm: str | None = None,
     ) -> None:
         super().__init__()
         if ndim not in (2, 3):
@@ -178,25 +215,25 @@ class UNet(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {dropout}")
+        norm = resolve_norm(norm, batch_norm)
         self.arch = dict(
             in_channels=in_channels,
             n_classes=n_classes,
             base_channels=base_channels,
             depth=depth,
             ndim=ndim,
-            batch_norm=batch_norm,
+            batch_norm=norm == "batch",
             dropout=dropout,
+            norm=norm,
         )
         self.ndim = ndim
         self.depth = depth
         chans = [base_channels * 2**level for level in range(depth + 1)]
-        self.inc = DoubleConv(in_channels, chans[0], ndim, batch_norm)
-        self.downs = nn.ModuleList(
-            Down(chans[i], chans[i + 1], ndim, batch_norm) for i in range(depth)
-        )
+        self.inc = DoubleConv(in_channels, chans[0], ndim, norm)
+        self.downs = nn.ModuleList(Down(chans[i], chans[i + 1], ndim, norm) for i in range(depth))
         self.dropout = nn.Dropout(dropout)
         self.ups = nn.ModuleList(
-            Up(chans[i + 1], chans[i], ndim, batch_norm) for i in reversed(range(depth))
+            Up(chans[i + 1], chans[i], ndim, norm) for i in reversed(range(depth))
         )
         conv = nn.Conv2d if ndim == 2 else nn.Conv3d
         self.outc = conv(chans[0], n_classes, kernel_size=1)

@@ -101,7 +101,10 @@ def test_paper_defaults() -> None:
         "ndim": 2,
         "batch_norm": False,
         "dropout": 0.5,
+        "norm": "none",
     }
+    assert TrainConfig(norm="instance").arch["norm"] == "instance"
+    assert TrainConfig(batch_norm=True).arch["norm"] == "batch"  # norm null: from batch_norm
     assert TrainConfig(ndim=3, output_tile=(4, 4, 4), depth=1).input_tile == (20, 20, 20)
 
 

@@ -11,7 +11,7 @@ import torch
 
 from unet.errors import InputError, InputTypeError
 from unet.io.slices import parse_slices
-from unet.model import input_size
+from unet.model import canonical_arch, input_size
 from unet.settings.schema import default
 from unet.training.augment import AugmentConfig
 
@@ -19,7 +19,7 @@ Precision = Literal["fp32", "bf16", "fp16"]
 Schedule = Literal["constant", "poly", "cosine"]
 Slices = tuple[int, ...] | str
 
-ARCH_FIELDS = ("base_channels", "depth", "ndim", "batch_norm", "dropout")
+ARCH_FIELDS = ("base_channels", "depth", "ndim", "batch_norm", "dropout", "norm")
 RUNTIME_FIELDS = frozenset(
     {
         "device",
@@ -42,7 +42,8 @@ class TrainConfig:
 
     Parameters
     ----------
-    base_channels, depth, ndim, batch_norm, dropout : the :class:`unet.model.UNet`.
+    base_channels, depth, ndim, batch_norm, dropout, norm : the :class:`unet.model.UNet`
+        (``norm`` ``None``: ``batch`` if ``batch_norm`` else ``none``).
     output_tile : output tile per axis, ``ndim`` entries (paper: 388 x 388, from 572 x 572).
     steps, batch_size : optimisation steps, patches per step (paper: batch 1).
     lr, momentum, weight_decay : SGD (paper: momentum 0.99; it gives no learning rate).
@@ -78,6 +79,7 @@ class TrainConfig:
     ndim: int = default("model", "ndim")
     batch_norm: bool = default("model", "batch_norm")
     dropout: float = default("model", "dropout")
+    norm: str | None = default("model", "norm")
     output_tile: tuple[int, ...] = default("train", "output_tile")
     steps: int = default("train", "steps")
     batch_size: int = default("train", "batch_size")
@@ -129,6 +131,10 @@ class TrainConfig:
         )
         _require(self.depth <= 6, f"depth must be <= 6, got {self.depth}")
         _require(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        _require(
+            self.norm in (None, "batch", "instance", "group", "none"),
+            f"norm must be batch, instance, group, none or null, got {self.norm!r}",
+        )
         _require(
             len(self.output_tile) == self.ndim,
             f"output_tile {self.output_tile} needs {self.ndim} entries for a {self.ndim}D net",
@@ -190,7 +196,8 @@ class TrainConfig:
     @property
     def arch(self) -> dict[str, Any]:
         """Keyword arguments of :class:`unet.model.UNet` (one grey-value input, two classes)."""
-        return {"in_channels": 1, "n_classes": 2, **{k: getattr(self, k) for k in ARCH_FIELDS}}
+        arch = {"in_channels": 1, "n_classes": 2, **{k: getattr(self, k) for k in ARCH_FIELDS}}
+        return canonical_arch(arch)
 
     @property
     def input_tile(self) -> tuple[int, ...]:
