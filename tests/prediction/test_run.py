@@ -371,3 +371,21 @@ def test_prepare_starts_over_without_resume_or_for_a_foreign_directory(
     assert "resume disabled; starting over" in caplog.text
     assert not (partial / "junk.txt").exists()
     assert run_shard(model_path, raw, out, cfg)["computed"] == 2
+
+
+@pytest.mark.parametrize(("norm", "warned"), [("instance", True), ("group", True), ("none", False)])
+def test_a_per_tile_norm_is_named_as_not_exact(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, norm: str, warned: bool
+) -> None:
+    """Instance / group norm normalise each tile by its own statistics: the run says that its
+    prediction depends on the blocks; nets without them are exact and get no warning."""
+    net = UNet(base_channels=8, depth=1, dropout=0.0, norm=norm).eval()
+    save_model(tmp_path / "m.pt", net)
+    _raw(tmp_path / "raw.zarr", (1, 32, 32))
+    with caplog.at_level(logging.WARNING, logger="unet.prediction.run"):
+        make_layout(
+            tmp_path / "m.pt",
+            tmp_path / "raw.zarr",
+            _config(block_shape=(1, 32, 32), chunks=(1, 32, 32)),
+        )
+    assert ("not exact under tiling" in caplog.text) is warned

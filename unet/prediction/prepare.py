@@ -30,6 +30,15 @@ def make_layout(
 ) -> Layout:
     """The layout of a run, validated against the model (tile vs. the net's factor)."""
     model = load_model(model_path)
+    if model.arch.get("norm") in ("instance", "group"):
+        log.warning(
+            "%s: %s norm uses each tile's own statistics, so this prediction depends on "
+            "block_shape / tile_shape %s (not exact under tiling; larger tiles score better, "
+            "README 'Overlap-tile prediction')",
+            model_path,
+            model.arch["norm"],
+            config.tile_shape or config.block_shape,
+        )
     raw = ngff.open_array(raw_path)
     ngff.check_role(raw_path, "raw")
     if raw.ndim != 3 or np.dtype(raw.dtype).kind not in "uifb":
