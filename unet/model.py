@@ -183,7 +183,7 @@ class UNet(nn.Module):
     norm : ``batch``, ``instance``, ``group`` or ``none`` (the paper) after every convolution.
         BatchNorm at batch 1 predicts with running statistics unlike those it trained with
         (per tile); instance and group norm use each tile's own statistics, so a prediction
-        depends (slightly) on the tile size; ``none`` is exact under any tiling.
+        depends on the tile size (bench/tile_dependence.py); ``none`` is exact under any tiling.
     dropout : dropout probability at the end of the contracting path (0 disables it).
     """
 
