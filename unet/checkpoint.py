@@ -19,9 +19,16 @@ import torch
 
 from unet.errors import InputError, brief
 from unet.interop.bioimageio import is_package, read_package
-from unet.model import UNet, canonical_arch
+from unet.model import UNet, resolve_norm
 
 MODEL_FORMAT = "unet-em-model/1"
+
+
+def canonical_arch(arch: dict[str, Any]) -> dict[str, Any]:
+    """``arch`` with ``norm`` resolved and ``batch_norm`` consistent with it, so that a record
+    written before ``norm`` existed compares equal to the same net written after."""
+    norm = resolve_norm(arch.get("norm"), bool(arch.get("batch_norm", False)))
+    return {**arch, "batch_norm": norm == "batch", "norm": norm}
 
 
 def shipped_models() -> dict[str, Path]:

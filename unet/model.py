@@ -73,21 +73,14 @@ def center_crop(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     for axis in range(2, x.dim()):
         diff = x.size(axis) - like.size(axis)
         if diff < 0 or diff % 2 != 0:
-            raise ValueError(
-                "cannot centre-crop "
-                + str(x.shape)
-                + " to "
-                + str(like.shape)
-                + ": each spatial axis must shrink by a non-negative even amount"
-                + " (is the input a valid size?)"
-            )
+            msg = ": each spatial axis must shrink by a non-negative even amount (a valid size?)"
+            raise ValueError("cannot centre-crop " + str(x.shape) + " to " + str(like.shape) + msg)
         x = x.narrow(axis, diff // 2, like.size(axis))
     return x
 
 
+# after each convolution: BatchNorm, InstanceNorm (affine), GroupNorm (8 groups), none (paper)
 NORMS = ("batch", "instance", "group", "none")
-"""Normalisation after each convolution: BatchNorm, InstanceNorm (affine), GroupNorm (8 groups)
-or none (the paper)."""
 
 
 def resolve_norm(norm: str | None, batch_norm: bool) -> str:
@@ -98,13 +91,6 @@ def resolve_norm(norm: str | None, batch_norm: bool) -> str:
     if norm not in NORMS:
         raise InputError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     return norm
-
-
-def canonical_arch(arch: dict[str, Any]) -> dict[str, Any]:
-    """``arch`` with ``norm`` resolved and ``batch_norm`` consistent with it, so that a record
-    written before ``norm`` existed compares equal to the same net written after."""
-    norm = resolve_norm(arch.get("norm"), bool(arch.get("batch_norm", False)))
-    return {**arch, "batch_norm": norm == "batch", "norm": norm}
 
 
 def norm_layer(norm: str, channels: int, ndim: int) -> nn.Module:
@@ -146,12 +132,8 @@ class Down(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for axis in range(2, x.dim()):  # an odd length would be floored: not a valid input
             if x.size(axis) % 2 != 0:
-                raise ValueError(
-                    "max-pool input "
-                    + str(x.shape)
-                    + " has an odd spatial size"
-                    + " (is the input a valid size? see UNet.output_shape)"
-                )
+                msg = " has an odd spatial size (is the input a valid size? see UNet.output_shape)"
+                raise ValueError("max-pool input " + str(x.shape) + msg)
         return self.conv(self.pool(x))
 
 
@@ -180,10 +162,8 @@ class UNet(nn.Module):
     ndim : 2 or 3 spatial dimensions.
     batch_norm : BatchNorm after every convolution (not in the paper); read only when ``norm``
         is ``None`` (nets saved before ``norm`` existed).
-    norm : ``batch``, ``instance``, ``group`` or ``none`` (the paper) after every convolution.
-        BatchNorm at batch 1 predicts with running statistics unlike those it trained with
-        (per tile); instance and group norm use each tile's own statistics, so a prediction
-        depends on the tile size (bench/tile_dependence.py); ``none`` is exact under any tiling.
+    norm : ``batch``, ``instance``, ``group`` or ``none`` (the paper). Instance and group norm
+        use each tile's statistics: not exact under tiling (bench/tile_dependence.py).
     dropout : dropout probability at the end of the contracting path (0 disables it).
     """
 
@@ -216,15 +196,9 @@ class UNet(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {dropout}")
         norm = resolve_norm(norm, batch_norm)
-        self.arch = dict(
-            in_channels=in_channels,
-            n_classes=n_classes,
-            base_channels=base_channels,
-            depth=depth,
-            ndim=ndim,
-            batch_norm=norm == "batch",
-            dropout=dropout,
-            norm=norm,
+        self.arch = dict(in_channels=in_channels, n_classes=n_classes, base_channels=base_channels)
+        self.arch.update(
+            depth=depth, ndim=ndim, batch_norm=norm == "batch", dropout=dropout, norm=norm
         )
         self.ndim = ndim
         self.depth = depth
@@ -263,7 +237,6 @@ class UNet(nn.Module):
             x = up(x, skips.pop())
         return self.outc(x)
 
-    # ---- pure shape functions -------------------------------------------------------------
     @property
     def factor(self) -> int:
         """Total down-sampling factor ``2^depth``: valid sizes and tile offsets step by it."""

@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 import torch
 
+from unet.checkpoint import canonical_arch
 from unet.errors import InputError, InputTypeError
 from unet.io.slices import parse_slices
-from unet.model import canonical_arch, input_size
+from unet.model import input_size
 from unet.settings.schema import default
 from unet.training.augment import AugmentConfig
 
