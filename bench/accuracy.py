@@ -221,7 +221,7 @@ def run_row(name: str, args: argparse.Namespace, raw: np.ndarray, cells: np.ndar
         info = {"seconds": time.perf_counter() - t0, "loss_last100": float(np.mean(losses[-100:]))}
         model: Any = trainer
     elif cache.exists():
-        saved = torch.load(cache, weights_only=False)
+        saved = torch.load(cache, weights_only=True)
         model = UNet(**saved["arch"])
         model.load_state_dict(saved["state"])
         model.eval()
