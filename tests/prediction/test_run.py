@@ -340,9 +340,9 @@ def test_input_and_state_errors(tmp_path: Path) -> None:
     flat = zarr.create_array(str(tmp_path / "flat.zarr"), shape=(8, 8), dtype=np.uint8)
     with pytest.raises(ValueError, match=r"raw must be a \(z, y, x\) array"):
         make_layout(model_path, flat.store_path.store.root, cfg)  # type: ignore[attr-defined]
-    with pytest.raises(FileNotFoundError, match="no prepared prediction output"):
+    with pytest.raises(FileNotFoundError, match="no prepared \\(partial\\) output"):
         run_shard(model_path, raw, tmp_path / "o.zarr", cfg)
-    with pytest.raises(FileNotFoundError, match="no prediction in progress"):
+    with pytest.raises(FileNotFoundError, match="no blockwise run in progress"):
         finalize_output(tmp_path / "o.zarr", cfg)
     prepare_output(model_path, raw, tmp_path / "o.zarr", cfg)
     with pytest.raises(ValueError, match=r"shard must be in \[0, n_shards\), got shard 2 of 2"):

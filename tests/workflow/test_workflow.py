@@ -185,24 +185,29 @@ def test_shipped_configs_are_valid(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.slow
 def test_sharded_prediction_equals_single_job(tmp_path: Path) -> None:
-    """predict.shards = 3: prepare, three shard jobs, finalize; same output as one job."""
+    """predict.shards = 3 and segment.shards = 2: prepare, shard jobs, finalize of each stage;
+    the same prediction and labels as one job each."""
     single, sharded = tmp_path / "single", tmp_path / "sharded"
     write_config(single)
     write_config(sharded)
     cfg = yaml.safe_load((sharded / "config.yaml").read_text())
     cfg["predict"]["shards"] = 3
+    cfg["segment"] = {**cfg.get("segment", {}), "shards": 2}
     (sharded / "config.yaml").write_text(yaml.safe_dump(cfg))
     for folder in (single, sharded):
-        target = str(folder / "results" / "tiny" / "prediction.zarr")
+        target = str(folder / "results" / "tiny" / "segmentation.zarr")
         result = snakemake(folder, "--cores", "2", target)
         assert result.returncode == 0, result.stderr[-4000:]
     jobs = _jobs(snakemake(sharded, "-n", "--forcerun", "predict_prepare").stdout)
     assert jobs["predict_prepare"] == 1 and jobs["predict_shard"] == 3
     assert jobs["predict_finalize"] == 1 and "predict" not in jobs
-    a = ngff.open_array(single / "results" / "tiny" / "prediction.zarr")[:]
-    b = ngff.open_array(sharded / "results" / "tiny" / "prediction.zarr")[:]
-    assert (a == b).all()
+    assert jobs["segment_shard"] == 2 and jobs["segment_finalize"] == 1
+    for name in ("prediction.zarr", "segmentation.zarr"):
+        a = ngff.open_array(single / "results" / "tiny" / name)[:]
+        b = ngff.open_array(sharded / "results" / "tiny" / name)[:]
+        assert (a == b).all(), name
     assert len(list((sharded / "work" / "tiny" / "predict").glob("shard-*.json"))) == 3
+    assert len(list((sharded / "work" / "tiny" / "segment").glob("shard-*.json"))) == 2
 
 
 def test_what_follows_from_the_input_shapes_fails_the_dry_run(tmp_path: Path) -> None:
@@ -247,3 +252,25 @@ def test_what_follows_from_the_input_shapes_fails_the_dry_run(tmp_path: Path) ->
         "than the network context 40 along axis y"
     ) in result.stdout + result.stderr
     assert not (tmp_path / "work").exists() and not (tmp_path / "logs").exists()
+
+
+def test_segment_shards_plan_separate_jobs(tmp_path: Path) -> None:
+    """segment.shards = 3: one prepare job, three shard jobs, one finalize job, and the
+    segment_<ds> target still names the label image (tests/segmentation/test_shards.py checks
+    that the jobs' labels equal one job's)."""
+    write_config(tmp_path)
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    cfg["segment"] = {**cfg.get("segment", {}), "shards": 3}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _jobs(result.stdout)
+    assert jobs["segment_prepare"] == 1 and jobs["segment_shard"] == 3
+    assert jobs["segment_finalize"] == 1 and "segment" not in jobs
+    target = snakemake(tmp_path, "-n", "segment_tiny")
+    assert target.returncode == 0 and "segment_finalize" in target.stdout
+    cfg["datasets"]["tiny"]["overrides"] = {"segment": {"shards": 2}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    refused = snakemake(tmp_path, "-n")
+    assert refused.returncode != 0
+    assert "segment.shards cannot differ per dataset" in refused.stdout + refused.stderr

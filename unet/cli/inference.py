@@ -107,6 +107,7 @@ def _segment(args: argparse.Namespace) -> Any:
     from unet.segmentation.run import SegmentConfig, segment_volume
 
     fields = section(args, "segment")
+    fields.pop("shards", None)  # a Snakemake setting (separate jobs); one command is one job
     override(fields, args, ("mode", "threshold", "merge_threshold", "cluster", "workers"))
     if args.overwrite:
         fields["overwrite"] = True

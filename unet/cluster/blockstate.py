@@ -146,7 +146,7 @@ def require_layout(path: str | Path, layout: Layout) -> None:
     """Raise unless ``path`` is a partial output prepared for exactly ``layout``."""
     stored = stored_layout(path)
     if stored is None:
-        raise FileNotFoundError(f"{path}: no prepared prediction output; run prepare_output")
+        raise FileNotFoundError(f"{path}: no prepared (partial) output; run prepare_output")
     if stored.hash != layout.hash:
         raise InputError(
             f"{path}: prepared for another layout ({stored.diff(layout)}); run prepare_output again"
@@ -158,7 +158,7 @@ def require_done(path: str | Path) -> Layout:
     failed and never-finished blocks unless every block is done."""
     layout = stored_layout(path)
     if layout is None:
-        raise FileNotFoundError(f"{path}: no prediction in progress to finalise")
+        raise FileNotFoundError(f"{path}: no blockwise run in progress to finalise")
     states = read_states(open_markers(path, "r"), 0, layout.n_blocks)
     counts = count(states)
     if counts["done"] != layout.n_blocks:

@@ -13,6 +13,10 @@ pass as the pass runs, as prediction's: :mod:`unet.cluster.markers`)::
     4. relabel     per block: labels = lut[offsets[b] + fragments]  (consecutive ids 1..K)
     finalize       nearest pyramid, NGFF image-label metadata, work arrays removed, rename
 
+A sharded run (``segment.shards`` > 1, separate SLURM jobs) prepares once, runs pass 1 (the
+watershed: nearly all of the time) as :func:`run_shard` jobs on contiguous block ranges, then
+:func:`finish_shards` checks every block's fragments and runs passes 2-4 and the finalisation.
+
 An object that crosses block faces gets one id.  The ``threshold`` mode equals one
 whole-volume call exactly (up to relabelling); ``2d`` / ``3d`` fragments see ``halo`` voxels of
 context, and equal the whole-volume call where no watershed basin reaches further than that.
@@ -34,12 +38,19 @@ import zarr
 from unet.cluster import blockstate, executors
 from unet.cluster.blockstate import BlockError, Layout
 from unet.io import ngff, outputs, pyramid
-from unet.segmentation.blocks import LUT, SegmentJob, run_job, step_path
+from unet.segmentation.blocks import LUT, PASSES, SegmentJob, run_job, step_path
 from unet.segmentation.config import SegmentConfig
 from unet.segmentation.graph import Bases, components, fragment_counts
-from unet.segmentation.layout import prepare_output
+from unet.segmentation.layout import make_layout, prepare_output
 
-__all__ = ["SegmentConfig", "finalize_output", "prepare_output", "segment_volume"]
+__all__ = [
+    "SegmentConfig",
+    "finalize_output",
+    "finish_shards",
+    "prepare_output",
+    "run_shard",
+    "segment_volume",
+]
 
 log = logging.getLogger("unet.segmentation.run")
 
@@ -58,14 +69,17 @@ def _run_pass(
     config: SegmentConfig,
     client: Any,
     bases: Bases | None = None,
+    blocks: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Run pass ``step`` on every block not yet done; raise :class:`BlockError` on failures."""
+    """Run pass ``step`` on every block of the flat range ``blocks`` (all: None) not yet done;
+    raise :class:`BlockError` on failures."""
     start = time.perf_counter()
+    first_block, stop = blocks or (0, layout.n_blocks)
     markers = blockstate.open_markers(step_path(str(partial), step))
-    states = blockstate.read_states(markers, 0, layout.n_blocks)
-    todo = np.flatnonzero(states != blockstate.DONE)
+    states = blockstate.read_states(markers, first_block, stop)
+    todo = first_block + np.flatnonzero(states != blockstate.DONE)
     compactor = blockstate.Compactor(
-        markers, 0, layout.n_blocks, settled=np.flatnonzero(states == blockstate.DONE)
+        markers, first_block, stop, settled=first_block + np.flatnonzero(states == blockstate.DONE)
     )
     jobs = _jobs(step, pred_path, partial, layout, config, bases, todo)
     done, failed, first = _run_blocks(step, jobs, len(todo), markers, compactor, config, client)
@@ -78,7 +92,7 @@ def _run_pass(
             failed,
         )
     seconds = time.perf_counter() - start
-    skipped = layout.n_blocks - len(todo)
+    skipped = stop - first_block - len(todo)
     log.info("segment %s: %d blocks computed, %d were done, %.1f s", step, done, skipped, seconds)
     return {"computed": done, "skipped": skipped, "seconds": seconds}
 
@@ -210,18 +224,70 @@ def segment_volume(
     summary: dict[str, Any] = {"blocks": layout.n_blocks}
     with _connect(config) as client:
         summary["fragments"] = _run_pass("fragments", pred_path, partial, layout, config, client)
-        bases = fragment_counts(partial, layout)
-        n_fragments = int(bases.counts.sum())
-        summary["edges"] = _run_pass("edges", pred_path, partial, layout, config, client, bases)
-        objects = components(partial, layout, n_fragments)
-        summary["relabel"] = _run_pass("relabel", pred_path, partial, layout, config, client, bases)
-        _finalize(pred_path, out_path, config, client, objects)
-    seconds = time.perf_counter() - start
+        _merge_and_relabel(pred_path, out_path, layout, config, client, summary)
+    return _summary(summary, out_path, layout, time.perf_counter() - start)
+
+
+def run_shard(
+    pred_path: str | Path,
+    out_path: str | Path,
+    config: SegmentConfig,
+    *,
+    shard: int = 0,
+    n_shards: int = 1,
+) -> dict[str, Any]:
+    """Pass 1 (fragments) on the unfinished blocks of contiguous shard ``shard`` of
+    ``n_shards`` of the ``<out>.partial`` that :func:`prepare_output` made (one job of a
+    sharded run); raises :class:`BlockError` if any block failed."""
+    layout = make_layout(pred_path, config)
+    partial = outputs.partial_path(out_path)
+    blockstate.require_layout(step_path(str(partial), PASSES[-1]), layout)
+    blocks = blockstate.shard_range(layout.n_blocks, shard, n_shards)
+    with _connect(config) as client:
+        result = _run_pass("fragments", pred_path, partial, layout, config, client, blocks=blocks)
+    return {"shard": shard, "n_shards": n_shards, "blocks": list(blocks), **result}
+
+
+def finish_shards(
+    pred_path: str | Path, out_path: str | Path, config: SegmentConfig
+) -> dict[str, Any]:
+    """Passes 2-4 and the finalisation of a sharded run, once every block's fragments are
+    done (:class:`BlockError` naming the blocks that are not)."""
+    start = time.perf_counter()
+    layout = make_layout(pred_path, config)
+    partial = outputs.partial_path(out_path)
+    blockstate.require_layout(step_path(str(partial), PASSES[-1]), layout)
+    blockstate.require_done(step_path(str(partial), "fragments"))
+    summary: dict[str, Any] = {"blocks": layout.n_blocks}
+    with _connect(config) as client:
+        _merge_and_relabel(pred_path, out_path, layout, config, client, summary)
+    return _summary(summary, out_path, layout, time.perf_counter() - start)
+
+
+def _merge_and_relabel(
+    pred_path: str | Path,
+    out_path: str | Path,
+    layout: Layout,
+    config: SegmentConfig,
+    client: Any,
+    summary: dict[str, Any],
+) -> None:
+    """Passes 2-4 and the finalisation, after every block's fragments; fills ``summary``."""
+    partial = outputs.partial_path(out_path)
+    bases = fragment_counts(partial, layout)
+    summary["fragments_total"] = int(bases.counts.sum())
+    summary["edges"] = _run_pass("edges", pred_path, partial, layout, config, client, bases)
+    summary["objects"] = components(partial, layout, summary["fragments_total"])
+    summary["relabel"] = _run_pass("relabel", pred_path, partial, layout, config, client, bases)
+    _finalize(pred_path, out_path, config, client, summary["objects"])
+
+
+def _summary(
+    summary: dict[str, Any], out_path: str | Path, layout: Layout, seconds: float
+) -> dict[str, Any]:
     voxels = int(np.prod(layout.volume_shape))
     summary.update(
         out=str(out_path),
-        fragments_total=n_fragments,
-        objects=objects,
         voxels=voxels,
         seconds=seconds,
         mvox_per_s=voxels / max(seconds, 1e-9) / 1e6,

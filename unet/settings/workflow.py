@@ -27,7 +27,10 @@ from unet.errors import InputError
 from unet.settings.sheet import read_sheet
 
 # Settings that shape the rules themselves (which jobs exist), so they cannot differ per dataset.
-GLOBAL_ONLY = {("predict", "shards"): "it sets the rule structure of every dataset"}
+GLOBAL_ONLY = {
+    ("predict", "shards"): "it sets the rule structure of every dataset",
+    ("segment", "shards"): "it sets the rule structure of every dataset",
+}
 # Sections a dataset that does not train takes from the dataset whose model it uses.
 MODEL_SECTIONS = ("model", "train")
 

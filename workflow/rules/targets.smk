@@ -8,7 +8,7 @@ STAGE_TARGETS = {
     ),
     "predict": lambda name: [f"{RESULTS}/{name}/prediction.zarr"],
 }
-if workflow.is_rule("segment"):
+if workflow.is_rule("segment") or workflow.is_rule("segment_finalize"):
     STAGE_TARGETS["segment"] = lambda name: [f"{RESULTS}/{name}/segmentation.zarr"]
 
 
