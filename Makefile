@@ -31,9 +31,11 @@ lint: setup
 	$(BIN)/snakemake --lint --configfile config/config.yaml -n >/dev/null
 	$(BIN)/mypy unet
 
-# Lint, then every test that needs no GPU (the real Snakemake and SLURM runs included).
+# Lint, then every test that needs no GPU (the real Snakemake and SLURM runs included), on
+# $(TEST_WORKERS) pytest-xdist workers (TEST_WORKERS=0: one process).
+TEST_WORKERS ?= 2
 test: setup lint
-	$(BIN)/pytest -m "not gpu" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not gpu" -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 # The GPU check end to end on the CPU with tiny sizes (< 2 min; CI runs it after make test).
 smoke: setup

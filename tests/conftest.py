@@ -11,6 +11,25 @@ import numpy as np
 import pytest
 import torch
 
+# `make test` runs two pytest-xdist workers, one test module at a time each (--dist loadscope,
+# which keeps a module's fixtures in one process). The longest modules (pytest --durations of a
+# whole run) go first, so that no worker is left with one of them at the end.
+LONGEST_FIRST = (
+    "tests/test_readme.py",
+    "tests/workflow/test_your_data.py",
+    "tests/workflow/test_slurm.py",
+    "tests/workflow/test_workflow.py",
+    "tests/workflow/test_stop_resume.py",
+    "tests/workflow/test_datasets.py",
+    "tests/prediction/test_kill.py",
+    "tests/segmentation/test_kill.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
 
 @pytest.fixture(autouse=True)
 def _torch_threads() -> None:

@@ -237,11 +237,8 @@ def run_shard(
     n_shards: int = 1,
 ) -> dict[str, Any]:
     """Pass 1 (fragments) on the unfinished blocks of contiguous shard ``shard`` of
-    ``n_shards`` of the ``<out>.partial`` that :func:`prepare_output` made (one job of a
-    sharded run); raises :class:`BlockError` if any block failed."""
-    layout = make_layout(pred_path, config)
-    partial = outputs.partial_path(out_path)
-    blockstate.require_layout(step_path(str(partial), PASSES[-1]), layout)
+    ``n_shards`` (one job of a sharded run); :class:`BlockError` if any block failed."""
+    layout, partial = _prepared(pred_path, out_path, config)
     blocks = blockstate.shard_range(layout.n_blocks, shard, n_shards)
     with _connect(config) as client:
         result = _run_pass("fragments", pred_path, partial, layout, config, client, blocks=blocks)
@@ -254,14 +251,22 @@ def finish_shards(
     """Passes 2-4 and the finalisation of a sharded run, once every block's fragments are
     done (:class:`BlockError` naming the blocks that are not)."""
     start = time.perf_counter()
-    layout = make_layout(pred_path, config)
-    partial = outputs.partial_path(out_path)
-    blockstate.require_layout(step_path(str(partial), PASSES[-1]), layout)
+    layout, partial = _prepared(pred_path, out_path, config)
     blockstate.require_done(step_path(str(partial), "fragments"))
     summary: dict[str, Any] = {"blocks": layout.n_blocks}
     with _connect(config) as client:
         _merge_and_relabel(pred_path, out_path, layout, config, client, summary)
     return _summary(summary, out_path, layout, time.perf_counter() - start)
+
+
+def _prepared(
+    pred_path: str | Path, out_path: str | Path, config: SegmentConfig
+) -> tuple[Layout, Path]:
+    """The layout and ``<out>.partial`` of a run that :func:`prepare_output` prepared."""
+    layout = make_layout(pred_path, config)
+    partial = outputs.partial_path(out_path)
+    blockstate.require_layout(step_path(str(partial), PASSES[-1]), layout)
+    return layout, partial
 
 
 def _merge_and_relabel(
