@@ -61,12 +61,25 @@ def _dask_config() -> Iterator[None]:
     TLS refusal tests) leaves ``scheduler: dask.distributed`` set behind, and later tests would
     ask for a cluster that no longer exists."""
     keys = ("scheduler", "shuffle")  # what Client() sets globally until it is closed
+    _drop_a_closed_clients_scheduler(keys)  # left by a module-scoped fixture (before this one)
     saved = {k: copy.deepcopy(dask.config.config[k]) for k in keys if k in dask.config.config}
     yield
     for key in keys:
         if key in saved:
             dask.config.config[key] = saved[key]
         else:
+            dask.config.config.pop(key, None)
+
+
+def _drop_a_closed_clients_scheduler(keys: tuple[str, ...]) -> None:
+    if dask.config.get("scheduler", None) != "dask.distributed":
+        return
+    from distributed import default_client
+
+    try:
+        default_client()
+    except ValueError:  # no Client is active: the setting points at nothing
+        for key in keys:
             dask.config.config.pop(key, None)
 
 

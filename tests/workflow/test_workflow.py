@@ -154,7 +154,7 @@ def test_bad_labels_fail_with_one_clear_message(tmp_path: Path) -> None:
     assert not (tmp_path / "work" / "tiny" / "labels.zarr.partial").exists()
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "isbi2012-paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "isbi2012-paper.yaml", "isbi2012-cpu.yaml"])
 def test_shipped_configs_are_valid(tmp_path: Path, name: str) -> None:
     """The shipped demo config passes the schema and plans every stage (dry run in a scratch
     directory that sees the repo's data, so a demo run in the repo root cannot interfere)."""
