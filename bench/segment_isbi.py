@@ -171,6 +171,9 @@ def main() -> None:
                     segment(pred, work, f"{split}-chosen", **chosen), truth
                 ),
             }
+            if defaults != chosen:  # what a user gets without choosing
+                name = "segment 2d, defaults {}/{}/{}".format(*defaults.values())
+                rows[name] = instance_scores(segment(pred, work, f"{split}-defaults"), truth)
             table(f"{split} slices {p.shape[0]} ({split == 'test' and test_z or val_z})", rows)
             results[split] = rows
         results["grid"] = grid
