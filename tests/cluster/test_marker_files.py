@@ -56,6 +56,22 @@ def test_disjoint_ranges_compact_into_their_own_files(tmp_path: Path) -> None:
     assert np.flatnonzero(states == mk.DONE).tolist() == [i - 10 for i in range(12, n - 10, 3)]
 
 
+def test_a_write_cut_by_a_kill_leaves_a_temporary_file_that_is_ignored(tmp_path: Path) -> None:
+    """Zarr writes a chunk to ``<i>.<hex>.partial`` and renames it; SIGKILL in between leaves
+    that file. Compaction and resume read past it (a CI run once failed to resume on one)."""
+    markers = _markers(tmp_path)
+    n = int(np.prod(GRID))
+    for i in (0, 1, 41):
+        mk.mark(markers, i, mk.DONE)
+    chunk = mk.folder(markers) / "c" / "0" / "0" / "2"
+    stray = chunk.with_name("2.0f3c9a.partial")
+    stray.write_bytes(b"")
+    compactor = mk.Compactor(markers, 0, n, settled=(0, 1, 41))
+    compactor.flush()
+    states = mk.read_states(markers, 0, n)
+    assert np.flatnonzero(states == mk.DONE).tolist() == [0, 1, 41] and stray.exists()
+
+
 @pytest.mark.parametrize("crash", ["summary", "delete"])
 def test_a_kill_during_compaction_loses_no_marker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: str

@@ -94,7 +94,8 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
     assert killed >= 3 and not out.exists()
     done_before = sum("done" in ev for ev in _history(log_file).values())
     assert 20 < done_before < 40 * 16
-    subprocess.run(args, check=True, stderr=subprocess.DEVNULL)
+    final = subprocess.run(args, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr[-4000:]
     history = _history(log_file)
     assert sorted(history) == list(range(40 * 16))
     recomputed = sum(events.count("start") > 1 for events in history.values())

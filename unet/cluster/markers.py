@@ -226,6 +226,8 @@ def _chunk_files(markers: zarr.Array) -> dict[int, Path]:
     for here, _, names in os.walk(root):
         parts = Path(here).relative_to(root).parts
         for name in names:
+            if not name.isdigit():  # zarr's temporary ``<i>.<hex>.partial``: a write a kill cut
+                continue
             index = tuple(int(p) for p in (*parts, name))
             if len(index) == markers.ndim:
                 out[int(np.ravel_multi_index(index, markers.shape))] = Path(here, name)
