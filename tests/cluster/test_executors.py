@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import doctest
+import gc
 import logging
 import stat
 import threading
@@ -143,14 +144,19 @@ def short_connect_timeout() -> Iterator[None]:
 
 
 def _assert_refused_without_credentials(address: str) -> None:
-    """Plain TCP, other TLS credentials, no credentials: every client is turned away."""
+    """Plain TCP, other TLS credentials, no credentials: every client is turned away.
+
+    ``set_as_default=False``: a refused Client is never closed, and when the garbage collector
+    closes it later (in whichever test is running then) it would put back the
+    ``scheduler: dask.distributed`` it saw at its creation, pointing at no cluster (seen twice in
+    CI, in tests/io/test_sources.py)."""
     assert address.startswith("tls://")
     with pytest.raises(CommClosedError, match="Connection reset by peer|closed"):
-        Client(address.replace("tls://", "tcp://"), timeout=5)
+        Client(address.replace("tls://", "tcp://"), timeout=5, set_as_default=False)
     with pytest.raises(FatalCommClosedError, match="TLS certificate does not match"):
-        Client(address, security=Security.temporary(), timeout=5)
+        Client(address, security=Security.temporary(), timeout=5, set_as_default=False)
     with pytest.raises(TypeError, match="TLS expects a `ssl_context` argument"):
-        Client(address, timeout=5)
+        Client(address, timeout=5, set_as_default=False)
 
 
 def test_local_worker_processes_accept_only_clients_with_the_run_credentials(
@@ -169,6 +175,8 @@ def test_local_worker_processes_accept_only_clients_with_the_run_credentials(
         with pytest.raises(ValueError, match=f"{address}: no TLS credentials for the client"):
             with executors.connect(address):
                 pass
+    gc.collect()  # closes the refused clients now, as it would in some later test
+    assert dask.config.get("scheduler", None) is None  # none of them put back a dead scheduler
 
 
 def test_local_threads_open_no_port() -> None:
