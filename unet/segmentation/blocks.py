@@ -175,7 +175,11 @@ def face_pairs(lower: np.ndarray, upper: np.ndarray, agree: np.ndarray | None) -
     keep = (lower > 0) & (upper > 0)
     if agree is not None:
         keep &= agree.astype(bool)
-    pairs = np.stack([lower[keep], upper[keep]], axis=1).astype(np.uint64)
+    lo, up = lower[keep].astype(np.uint64), upper[keep].astype(np.uint64)
+    # neighbouring voxels of a face mostly repeat a pair: drop those runs before the sort
+    new = np.ones(len(lo), dtype=bool)
+    new[1:] = (lo[1:] != lo[:-1]) | (up[1:] != up[:-1])
+    pairs = np.stack([lo[new], up[new]], axis=1)
     return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
 
 
