@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from unet.errors import InputError
-from unet.evaluation.instances import instance_scores, seg_score
+from unet.evaluation.instances import instance_scores, seg_score, v_rand
 
 
 def test_seg_by_hand() -> None:
@@ -54,3 +54,21 @@ def test_bad_input() -> None:
         instance_scores(np.zeros((1, 2, 2), np.uint32), np.zeros((1, 2, 3), np.uint8))
     with pytest.raises(InputError, match="integer label image"):
         instance_scores(np.zeros((1, 2, 2), np.float32), np.zeros((1, 2, 2), np.uint8))
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_v_rand_alone_equals_the_full_scores(binary: bool) -> None:
+    """The parameter search's cheap score: instance_scores' v_rand and v_rand_3d, for binary
+    truth (cells = components) and instance truth, with a merge, a split and a missed cell."""
+    truth = np.zeros((3, 12, 12), dtype=np.uint32)
+    truth[:, 1:5, 1:5], truth[:, 1:5, 7:11], truth[:, 7:11, 1:11] = 1, 2, 3
+    truth[2, 7:11, 1:11] = 0  # a cell missing from the last section
+    labels = truth.copy()
+    labels[0, 1:5, 1:11] = 8  # cells 1 and 2 merged in section 0
+    labels[1, 7:11, 6:11] = 9  # cell 3 split in section 1
+    labels[2, 1:5, 7:11] = 0  # cell 2 missed in section 2
+    if binary:
+        truth = np.where(truth > 0, 255, 0).astype(np.uint8)
+    scores = instance_scores(labels, truth)
+    assert v_rand(labels, truth) == scores["v_rand"] < 1
+    assert v_rand(labels, truth, per_section=False) == scores["v_rand_3d"] < 1

@@ -95,6 +95,20 @@ def instance_scores(labels: Any, truth: Any) -> dict[str, Any]:
     }
 
 
+def v_rand(labels: np.ndarray, truth: np.ndarray, *, per_section: bool = True) -> float:
+    """Only :func:`instance_scores`' ``v_rand`` (``per_section``) or ``v_rand_3d``, of
+    ``(Z, Y, X)`` labels: the cheap score of a parameter search."""
+    table = ContingencyTable()
+    if per_section:
+        sections = as_instances(truth, name="truth")
+        for z in range(labels.shape[0]):
+            table.add(_compact(labels[z]), sections[z], z)
+        return table.v_rand()
+    flat = (1, -1, labels.shape[-1])  # one table over every voxel
+    table.add(_compact(labels).reshape(flat), _truth_3d(truth).reshape(flat))
+    return table.v_rand()
+
+
 def segmentation_scores(labels: Any, truth: Any, slices: Sequence[int]) -> dict[str, Any]:
     """:func:`instance_scores` of sections ``slices`` of a label image (Zarr or numpy) as
     ``segment_<score>`` (what ``evaluate`` adds to its scores)."""

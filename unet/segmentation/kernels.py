@@ -111,8 +111,23 @@ def _quiet_stdout() -> Iterator[None]:
 def agglomerate(frags: np.ndarray, p: np.ndarray, merge_threshold: float, mode: str) -> np.ndarray:
     """Merge neighbouring fragments while their mean boundary probability is below
     ``merge_threshold`` (waterz, mean affinity); in ``2d`` never across sections."""
-    if merge_threshold <= 0 or frags.max(initial=0) == 0:
-        return frags
+    return next(agglomerate_levels(frags, p, [merge_threshold], mode))
+
+
+def agglomerate_levels(
+    frags: np.ndarray, p: np.ndarray, merge_thresholds: Sequence[float], mode: str
+) -> Iterator[np.ndarray]:
+    """:func:`agglomerate` at each of the ascending ``merge_thresholds`` in turn, from one
+    region graph: one waterz pass merges on from the previous level, which gives what a pass
+    of its own would (the merges happen in the order of their scores, lowest first).  Each
+    merged result is a copy; a level ``<= 0`` (or fragments without any id) gives ``frags``."""
+    levels = list(merge_thresholds)
+    if levels != sorted(levels):
+        raise ValueError(f"merge thresholds must ascend, got {levels}")
+    if frags.max(initial=0) == 0 or all(m <= 0 for m in levels):
+        for _ in levels:
+            yield frags
+        return
     import waterz
 
     affs = np.zeros((3, *p.shape), dtype=np.float32)
@@ -124,11 +139,18 @@ def agglomerate(frags: np.ndarray, p: np.ndarray, merge_threshold: float, mode: 
         lo[axis], hi[axis] = slice(None, -1), slice(1, None)
         # affs[d][x] links voxel x with its predecessor along axis d
         affs[axis][tuple(hi)] = (p[tuple(hi)] + p[tuple(lo)]) / 2
-    with _quiet_stdout():
-        merged = next(
-            waterz.agglomerate(affs, [merge_threshold], fragments=frags.astype(np.uint64))
-        )
-    return np.asarray(merged)
+    for m in levels:
+        if m > 0:
+            break
+        yield frags  # a threshold <= 0 merges nothing
+    positive = [m for m in levels if m > 0]
+    results = waterz.agglomerate(affs, positive, fragments=frags.astype(np.uint64))
+    while True:
+        with _quiet_stdout():  # waterz merges (and prints) while the next level is asked for
+            merged = next(results, None)
+        if merged is None:
+            return
+        yield np.array(merged)  # waterz goes on merging in this buffer
 
 
 def segment(
