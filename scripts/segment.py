@@ -7,6 +7,7 @@ from typing import Any
 
 from unet.segmentation import run as segment
 from unet.segmentation.run import SegmentConfig
+from unet.segmentation.tune import chosen_settings
 from unet.stages.runner import run
 
 
@@ -17,10 +18,12 @@ def main(
     settings: dict[str, Any],
     shard: int = 0,
     marker: str | None = None,
+    tuned: str | None = None,
 ) -> Any:
-    """Run one segmentation step; ``marker`` receives the step's summary (prepare, shard)."""
+    """Run one segmentation step; ``marker`` receives the step's summary (prepare, shard);
+    ``tuned``: the JSON of rule segment_tune, whose chosen settings replace the config's."""
     n_shards = int(settings.get("shards", 1))
-    config = SegmentConfig(**{k: v for k, v in settings.items() if k != "shards"})
+    config = SegmentConfig.from_settings(settings, **(chosen_settings(tuned) if tuned else {}))
     if step == "all":
         return segment.segment_volume(prediction, out, config)
     if step == "finalize":
@@ -47,5 +50,6 @@ if "snakemake" in globals():
         dict(sm.params.segment),
         shard=int(sm.wildcards.get("shard", 0)),
         marker=sm.output[0] if step in ("prepare", "shard") else None,
+        tuned=sm.input.get("tuned"),
         log_file=sm.log[0],
     )

@@ -219,6 +219,20 @@ def test_cli_segment(tmp_path: Path) -> None:
     assert stop.value.code == 1
 
 
+def test_cli_segment_with_a_workflow_config(tmp_path: Path) -> None:
+    """The workflow's keys of a config's segment section (shards, tune) are not the command's:
+    it segments with the section's settings as they are."""
+    from unet.cli import main
+
+    truth = voronoi_cells((1, 32, 32), 4)
+    pred = write(tmp_path / "p.zarr", membrane_probability(truth), (1, 16, 16))
+    config = tmp_path / "config.yaml"
+    config.write_text("segment: {mode: threshold, threshold: 0.6, shards: 2, tune: true}\n")
+    assert main(["segment", str(pred), str(tmp_path / "s.zarr"), "--config", str(config)]) == 0
+    recorded = ngff.attributes(tmp_path / "s.zarr")["config"]
+    assert (recorded["mode"], recorded["threshold"]) == ("threshold", 0.6)
+
+
 def test_evaluate_scores_the_written_segmentation(tmp_path: Path) -> None:
     from unet.evaluation.evaluate import EvaluateConfig
     from unet.stages.pipeline import evaluate_stage

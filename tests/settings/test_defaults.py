@@ -38,6 +38,7 @@ SECTIONS: dict[str, tuple[type, set[str] | None]] = {
 WORKFLOW_ONLY = {
     "predict.shards": "the number of SLURM array jobs: rule structure (workflow/rules/predict.smk)",
     "segment.shards": "the number of SLURM array jobs: rule structure (workflow/rules/segment.smk)",
+    "segment.tune": "whether rule segment_tune runs first (workflow/rules/common.smk)",
     "train.augment": "a nested section (train.augment), checked as one",
 }
 API_ONLY = {  # dataclass fields that the workflow sets from elsewhere, or never

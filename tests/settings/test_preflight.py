@@ -86,6 +86,11 @@ def test_a_good_config_passes(config: dict[str, Any]) -> None:
             {"train_slices": "0-3"},
             r"dataset 'b': slices \[3\] are in both train_slices and val",
         ),
+        (  # not trained, but segment_tune predicts its validation slices
+            "b",
+            {"train_slices": None, "model": "a", "val_slices": "7"},
+            r"config: datasets\.b\.val_slices: slice 7 in '7' is outside the volume of 4 slices",
+        ),
         (
             "c",
             {"predict_slices": "0-9"},

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.workflow.conftest import set_overrides, snakemake, write_sheet_run
 from tests.workflow.test_workflow import _jobs
@@ -142,3 +143,48 @@ def test_run_then_one_override_replans_one_dataset_and_one_stage_reruns(sheet_ru
     for path, stamp in stamps.items():
         changed = path.stat().st_mtime_ns != stamp
         assert changed == (path.parent.name == "b"), path
+
+
+def test_segment_tune_is_planned_for_labelled_val_slices_only(tmp_path: Path) -> None:
+    """segment_tune runs for a dataset with labels and val_slices (trained or predicted by
+    another's model) unless its segment.tune is false; its segment job reads the choice."""
+    write_sheet_run(tmp_path, {})
+    data = {
+        n: (tmp_path / "data" / n / "raw.tif", tmp_path / "data" / n / "labels.tif") for n in "ab"
+    }
+    rows = [  # name, raw, labels, train, val, eval, predict, model, overrides
+        ["a", *data["a"], "0-1", "2", "3", "2-3", "", ""],
+        ["b", *data["b"], "0-2", "", "3", "2-3", "", ""],  # no val_slices
+        ["c", data["b"][0], "", "", "", "", "all", "a", ""],  # no labels
+        ["d", *data["b"], "", "2", "3", "2-3", "a", ""],  # a's model
+        ["e", *data["a"], "0-1", "2", "3", "2-3", "", "{segment: {tune: false}}"],
+    ]
+    header = "name raw labels train_slices val_slices eval_slices predict_slices model overrides"
+    lines = ["\t".join(header.split()), *("\t".join(map(str, row)) for row in rows)]
+    (tmp_path / "datasets.tsv").write_text("\n".join(lines) + "\n")
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = _planned(result.stdout)
+    assert planned["segment_tune"] == ["a", "d"]
+    assert planned["segment"] == ["a", "b", "c", "d", "e"]
+    blocks = {
+        (rule[1], name[1]): block
+        for block in _blocks(result.stdout)
+        if (rule := re.search(r"^rule (\w+):", block, re.M))
+        and (name := re.search(r"wildcards: dataset=(\w+)", block))
+    }
+    assert f"{tmp_path}/results/a/model/model.pt" in blocks[("segment_tune", "d")]
+    for name in "abcde":
+        tuned = f"{tmp_path}/results/{name}/segment_settings.json"
+        assert (tuned in blocks[("segment", name)]) == (name in "ad"), name
+
+    # segment.shards: every job of the split segmentation reads the choice
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["segment"] = {"shards": 2}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--", "segment_a")
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = r"^rule segment_(prepare|shard|finalize):"
+    split = [b for b in _blocks(result.stdout) if re.search(steps, b, re.M)]
+    assert len(split) == 4 and _planned(result.stdout)["segment_tune"] == ["a"]
+    assert all(f"{tmp_path}/results/a/segment_settings.json" in b for b in split)

@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.workflow.conftest import REPO, TINY_CONFIG, snakemake, write_config
+from tests.workflow.conftest import (
+    REPO,
+    TINY_CONFIG,
+    snakemake,
+    write_config,
+    write_tiny_dataset,
+)
 from unet.io import ngff
+from unet.segmentation.tune import GRID
 
 
 def _jobs(output: str) -> dict[str, int]:
@@ -92,10 +99,25 @@ def test_missing_raw_file_is_named(workdir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_full_run_then_forcerun_predict(workdir: Path) -> None:
+def test_full_run_then_forcerun_predict(tmp_path: Path) -> None:
+    """Every stage, segment_tune included (a fifth slice validates: val_slices 4), then a
+    rerun of predict and what follows from it."""
+    workdir = tmp_path
+    write_config(workdir)
+    write_tiny_dataset(workdir / "data", shape=(5, 96, 96))
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["datasets"]["tiny"]["val_slices"] = "4"
+    cfg["segment"] = {"threshold": 0.55}  # not a grid value: the choice must replace it
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
     result = snakemake(workdir, "--cores", "2")
     assert result.returncode == 0, result.stderr[-4000:]
     res = workdir / "results" / "tiny"
+    # segment used the settings segment_tune chose on slice 4, not the config's
+    tuned = json.loads((res / "segment_settings.json").read_text())
+    assert tuned["val_slices"] == [4] and set(tuned["chosen"]) == set(GRID)
+    recorded = ngff.attributes(res / "segmentation.zarr")["config"]
+    assert {k: recorded[k] for k in GRID} == tuned["chosen"] and recorded["threshold"] != 0.55
+    assert not (workdir / "work" / "tiny" / "segment_tune").exists()
     scores = json.loads((res / "evaluation.json").read_text())
     for key in ("pixel_error", "rand_error", "warping_error", "iou", "v_rand", "v_info"):
         assert 0.0 <= scores[key] <= 1.0, (key, scores)

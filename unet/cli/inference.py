@@ -106,9 +106,10 @@ def add_segment(sub: Any) -> None:
 def _segment(args: argparse.Namespace) -> Any:
     from unet.segmentation.run import SegmentConfig, segment_volume
 
+    # without the workflow's keys: one command is one job (shards), with the config's
+    # settings (tune: the workflow chooses them on validation slices first)
     fields = section(args, "segment")
-    fields.pop("shards", None)  # a Snakemake setting (separate jobs); one command is one job
     override(fields, args, ("mode", "threshold", "merge_threshold", "cluster", "workers"))
     if args.overwrite:
         fields["overwrite"] = True
-    return segment_volume(args.prediction, args.out, SegmentConfig(**fields))
+    return segment_volume(args.prediction, args.out, SegmentConfig.from_settings(fields))

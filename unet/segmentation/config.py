@@ -19,6 +19,8 @@ MODES = ("2d", "3d", "threshold")
 LABEL_DTYPES = ("uint32", "uint64")
 # the settings that decide what a block's labels are (hashed into the run's layout)
 KERNEL_KEYS = ("mode", "threshold", "seed_distance", "merge_threshold", "halo", "min_size")
+# settings of the workflow around a run, not of one run: separate jobs, the choice on validation
+WORKFLOW_KEYS = ("shards", "tune")
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,12 @@ class SegmentConfig:
         )
         if self.progress_seconds <= 0:
             raise InputError(f"progress_seconds must be > 0, got {self.progress_seconds}")
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], **changes: Any) -> SegmentConfig:
+        """From a workflow's ``segment`` section (without its :data:`WORKFLOW_KEYS`), with
+        ``changes`` (e.g. the settings ``segment_tune`` chose) replacing its values."""
+        return cls(**{k: v for k, v in settings.items() if k not in WORKFLOW_KEYS} | changes)
 
     @property
     def halo_shape(self) -> Coord:

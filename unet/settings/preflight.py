@@ -65,6 +65,8 @@ def check_dataset(
     nz = shape[0]
     z0, z1 = slice_range(entry["predict_slices"], nz, ds.where("predict_slices"))
     _check_eval_slices(ds, nz, (z0, z1))
+    if entry["labels"] is not None and entry["val_slices"] is not None:  # segment_tune's too
+        parse_slices(entry["val_slices"], nz, ds.where("val_slices"))
     if entry["train_slices"] is not None:
         _check_training(ds, name, net, shape, val_slices)
     _check_prediction(ds, net, shape, z0, src.name if src else None, external)

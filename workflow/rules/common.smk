@@ -112,6 +112,21 @@ def predict_inputs(w):
     }
 
 
+def segment_tuned(name):
+    """Whether segment_tune chooses the dataset's segmentation settings (segment.tune, and
+    labels with val_slices)."""
+    ds = DATASETS[name]
+    tune = RUN[name].sections["segment"]["tune"]
+    return bool(tune) and ds["labels"] is not None and ds["val_slices"] is not None
+
+
+def segment_inputs(w):
+    out = {"prediction": f"{RESULTS}/{w.dataset}/prediction.zarr"}
+    if segment_tuned(w.dataset):
+        out["tuned"] = f"{RESULTS}/{w.dataset}/segment_settings.json"
+    return out
+
+
 def dataset_outputs(name):
     """The final outputs of one dataset: its model, prediction, segmentation and evaluation
     report."""

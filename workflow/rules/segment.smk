@@ -1,15 +1,43 @@
 # Stage 4b: instance labels from the prediction, blockwise with globally consistent ids
 # (unet.segmentation.run): an OME-Zarr label image beside the prediction, resumable per block.
+# A dataset with labelled val_slices first chooses its kernel settings there (segment_tune:
+# unet.segmentation.tune, a grid search on the model's own predictions) unless segment.tune
+# is false.
 # With segment.shards > 1 the watershed pass is split into separate jobs (SLURM: one each):
 # `segment_prepare` prepares the output, `segment_shard` computes the fragments of a block
 # range, `segment_finalize` checks every block, merges across faces, relabels and moves it into
 # place. Each job's time and memory go to logs/benchmarks/<dataset>/ (as predict's).
 
+
+rule segment_tune:
+    input:
+        unpack(predict_inputs),
+        labels=f"{WORK}/{{dataset}}/labels.zarr",
+    output:
+        f"{RESULTS}/{{dataset}}/segment_settings.json",
+    log:
+        "logs/segment/{dataset}-tune.log",
+    benchmark:
+        "logs/benchmarks/{dataset}/segment_tune.tsv"
+    conda:
+        "../envs/unet.yaml"
+    threads: dataset_threads("predict")
+    resources:
+        **dataset_res("predict"),  # it predicts the validation slices in its own process
+    params:
+        work=lambda w: f"{WORK}/{w.dataset}/segment_tune",
+        predict=setting("predict"),
+        mode=setting("segment/mode"),
+        slices=lambda w: DATASETS[w.dataset]["val_slices"],
+    script:
+        "../../scripts/segment_tune.py"
+
+
 if config["segment"]["shards"] == 1:
 
     rule segment:
         input:
-            prediction=f"{RESULTS}/{{dataset}}/prediction.zarr",
+            unpack(segment_inputs),
         output:
             directory(f"{RESULTS}/{{dataset}}/segmentation.zarr"),
         log:
@@ -31,7 +59,7 @@ else:
 
     rule segment_prepare:
         input:
-            prediction=f"{RESULTS}/{{dataset}}/prediction.zarr",
+            unpack(segment_inputs),
         output:
             f"{WORK}/{{dataset}}/segment/layout.json",
         log:
@@ -51,7 +79,7 @@ else:
 
     rule segment_shard:
         input:
-            prediction=f"{RESULTS}/{{dataset}}/prediction.zarr",
+            unpack(segment_inputs),
             layout=f"{WORK}/{{dataset}}/segment/layout.json",
         output:
             f"{WORK}/{{dataset}}/segment/shard-{{shard}}.json",
@@ -73,7 +101,7 @@ else:
 
     rule segment_finalize:
         input:
-            prediction=f"{RESULTS}/{{dataset}}/prediction.zarr",
+            unpack(segment_inputs),
             shards=expand(
                 f"{WORK}/{{{{dataset}}}}/segment/shard-{{shard}}.json",
                 shard=range(config["segment"]["shards"]),
