@@ -32,6 +32,7 @@ if "snakemake" in globals():
             w0=p["w0"],
             sigma=p["sigma"],
             class_weights=p["class_weights"],
+            class_weight_cap=p["class_weight_cap"],
             ndim=p["ndim"],
             block=tuple(p["block"]),
             separation=sm.params.separation,

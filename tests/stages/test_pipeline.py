@@ -37,7 +37,9 @@ def volume(path, data: np.ndarray, chunks=CHUNKS, **attrs) -> str:
 def test_weights_stage(tmp_path, cells, choice, expected_weights):
     labels = volume(tmp_path / "labels.zarr", cells)
     out_path = tmp_path / "weights" / "isbi.zarr"
-    config = WeightsConfig(w0=10.0, sigma=5.0, class_weights=choice, block=(1, 32, 64))
+    config = WeightsConfig(
+        w0=10.0, sigma=5.0, class_weights=choice, class_weight_cap=None, block=(1, 32, 64)
+    )
     info = weights_stage(labels, out_path, config)
 
     out = ngff.open_array(out_path)
@@ -62,6 +64,23 @@ def test_weights_stage(tmp_path, cells, choice, expected_weights):
     assert attrs["stage"] == "weights" and attrs["labels"] == labels
     assert attrs["class_weights"] == choice and attrs["block"] == [1, 32, 64]
     assert not (tmp_path / "weights" / "isbi.zarr.partial").exists()
+
+
+def test_weights_stage_caps_the_balanced_weight_of_a_rare_class(tmp_path, cells):
+    labels = volume(tmp_path / "labels.zarr", cells)
+    full = class_weights(cells)
+    assert full[0] > 2.0  # the synthetic membranes are rarer than a third of the pixels
+    info = weights_stage(labels, tmp_path / "w.zarr", WeightsConfig(class_weight_cap=2.0))
+    assert info["class_weights"] == [2.0, full[1]] and info["class_weight_cap"] == 2.0
+    weights = ngff.open_array(tmp_path / "w.zarr")[...]
+    expected = weight_map(instances_from_mask(cells), 10.0, 5.0, (2.0, full[1]), ndim=2)
+    np.testing.assert_allclose(weights, expected, rtol=0, atol=1e-5)
+    # the schema's default cap (5) is above ISBI 2012's membrane weight: the paper's recipe there
+    assert WeightsConfig().class_weight_cap == 5.0
+    with pytest.raises(
+        InputError, match=r"weights\.class_weight_cap must be a number >= 1 or null, got 0\.5"
+    ):
+        WeightsConfig(class_weight_cap=0.5)
 
 
 def test_weights_stage_counts_the_class_balance_on_the_given_slices(tmp_path, cells):
@@ -100,7 +119,7 @@ def test_weights_stage_keeps_the_labels_placement(tmp_path, cells):
 def test_weights_stage_default_block_on_a_small_volume(tmp_path, cells):
     mask = cells[:, :60, :60]  # 512 is no multiple of 60
     labels = volume(tmp_path / "labels.zarr", mask, chunks=(1, 512, 512))  # stored as (1, 60, 60)
-    weights_stage(labels, tmp_path / "w.zarr", WeightsConfig())
+    weights_stage(labels, tmp_path / "w.zarr", WeightsConfig(class_weight_cap=None))
     expected = weight_map(instances_from_mask(mask), ndim=2)
     np.testing.assert_allclose(ngff.open_array(tmp_path / "w.zarr")[...], expected, atol=1e-5)
 

@@ -7,6 +7,7 @@ import pytest
 import zarr
 from scipy import ndimage as ndi
 
+from unet.errors import InputError
 from unet.weights.border import class_weights, instances_from_mask, separate, weight_map
 from unet.weights.volume import weight_volume
 
@@ -166,7 +167,9 @@ def test_separation_of_touching_instances_equals_whole_array(tmp_path, block):
         labels[z] = seeds[tuple(ndi.distance_transform_edt(seeds == 0, return_indices=True)[1])]
     source = as_zarr(tmp_path / "ids.zarr", labels, (1, 16, 16))
     out = empty_out(tmp_path / "w.zarr", labels.shape, (1, 16, 16))
-    info = weight_volume(source, out, ndim=2, from_mask=False, block_shape=block, separation=1)
+    info = weight_volume(
+        source, out, ndim=2, from_mask=False, block_shape=block, separation=1, class_weight_cap=None
+    )
     separated = separate(labels, 1, ndim=2)
     assert not np.isin(0, labels) and np.isin(0, separated)  # the border is the only background
     expected = weight_map(labels, ndim=2, separation=1, class_weights=class_weights(separated))
@@ -183,3 +186,18 @@ def test_separation_of_touching_instances_equals_whole_array(tmp_path, block):
         assert ndi.label(separated[z] > 0, cross)[1] == len(np.unique(labels[z]))
     with pytest.raises(ValueError, match="separation must be an integer >= 0"):
         weight_volume(source, out, ndim=2, from_mask=False, separation=-1)
+
+
+def test_the_default_cap_bounds_a_rare_class_weight(tmp_path):
+    # one 4 x 4 cell in 32 x 32 px of background: balanced would weigh it 63
+    mask = np.zeros((1, 32, 32), np.uint8)
+    mask[0, 8:12, 8:12] = 255
+    labels = as_zarr(tmp_path / "mask.zarr", mask, (1, 32, 32))
+    full = weight_volume(labels, empty_out(tmp_path / "a.zarr", mask.shape, (1, 32, 32)), w0=0.0,
+                         class_weight_cap=None)  # fmt: skip
+    capped = weight_volume(labels, empty_out(tmp_path / "b.zarr", mask.shape, (1, 32, 32)), w0=0.0)
+    assert full["class_weights"] == [1.0, 63.0]
+    assert capped["class_weights"] == [1.0, 5.0] and capped["class_weight_cap"] == 5.0
+    with pytest.raises(InputError, match="class_weight_cap must be a number >= 1 or None, got 0"):
+        weight_volume(labels, empty_out(tmp_path / "c.zarr", mask.shape, (1, 32, 32)),
+                      class_weight_cap=0)  # fmt: skip

@@ -82,6 +82,7 @@ def add_weights(sub: Any) -> None:
     p.add_argument("--sigma", type=float)
     p.add_argument("--ndim", type=int, choices=(2, 3))
     p.add_argument("--class-weights", choices=("balanced", "none"))
+    p.add_argument("--class-weight-cap", type=float, help="the most a balanced weight may be")
     p.add_argument("--instances", action="store_true", help="labels are cell ids, not a mask")
     p.add_argument(
         "--count-slices",
@@ -95,7 +96,7 @@ def _weights(args: argparse.Namespace) -> Any:
     from unet.stages.pipeline import WeightsConfig, weights_stage
 
     fields = section(args, "weights")
-    override(fields, args, ("w0", "sigma", "ndim", "class_weights"))
+    override(fields, args, ("w0", "sigma", "ndim", "class_weights", "class_weight_cap"))
     if "block" in fields:
         fields["block"] = tuple(fields["block"])
     config = settings(WeightsConfig, fields, args, "weights")

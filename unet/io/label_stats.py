@@ -47,7 +47,7 @@ def check_counts(name: str, background: int, foreground: int, kind: str) -> floa
         rare = "cell (foreground)" if fraction < 0.5 else "membrane (background)"
         log.warning(
             "%s: the %s class is rare (%.2f %% of %d pixels): check the labels' polarity "
-            "(membrane_value) and consider class_weights: none or a capped weight",
+            "(membrane_value); its balanced class weight is capped at weights.class_weight_cap",
             name,
             rare,
             100 * min(fraction, 1 - fraction),

@@ -49,6 +49,7 @@ class WeightsConfig:
     w0: float = default("weights", "w0")
     sigma: float = default("weights", "sigma")
     class_weights: Literal["balanced", "none"] = default("weights", "class_weights")
+    class_weight_cap: float | None = default("weights", "class_weight_cap")
     ndim: int = default("weights", "ndim")
     block: tuple[int, int, int] = default("weights", "block")
     separation: int = default("train", "separation")  # the training target's, see TrainConfig
@@ -66,6 +67,11 @@ class WeightsConfig:
             raise InputError(
                 f"weights.class_weights must be 'balanced' or 'none', got {self.class_weights!r}"
             )
+        cap = self.class_weight_cap
+        if cap is not None and (
+            isinstance(cap, bool) or not isinstance(cap, int | float) or cap < 1
+        ):
+            raise InputError(f"weights.class_weight_cap must be a number >= 1 or null, got {cap!r}")
         if self.ndim not in (2, 3):
             raise InputError(f"weights.ndim must be 2 or 3, got {self.ndim!r}")
         block = tuple(self.block)
@@ -121,6 +127,7 @@ def weights_stage(
             w0=config.w0,
             sigma=config.sigma,
             class_weights=None if config.class_weights == "none" else "balanced",
+            class_weight_cap=config.class_weight_cap,
             ndim=config.ndim,
             from_mask=from_mask,
             separation=config.separation,

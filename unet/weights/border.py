@@ -266,20 +266,29 @@ def _check_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def resolve_class_weights(
-    choice: ClassWeights, labels: np.ndarray | None = None, counts: tuple[int, int] | None = None
+    choice: ClassWeights,
+    labels: np.ndarray | None = None,
+    counts: tuple[int, int] | None = None,
+    cap: float | None = None,
 ) -> tuple[float, float]:
     """``(w_bg, w_fg)`` for a ``class_weights`` option of :func:`weight_map`: ``"balanced"``
-    (:func:`class_weights` of ``labels`` or ``counts``), ``None`` (1, 1) or an explicit pair.
+    (:func:`class_weights` of ``labels`` or ``counts``, each weight at most ``cap``; ``None``:
+    no cap), ``None`` (1, 1) or an explicit pair.
 
     >>> resolve_class_weights("balanced", counts=(30, 10)), resolve_class_weights(None)
     ((1.0, 3.0), (1.0, 1.0))
+    >>> resolve_class_weights("balanced", counts=(93, 7), cap=5.0)
+    (1.0, 5.0)
     """
     if choice is None:
         return 1.0, 1.0
     if isinstance(choice, str):
         if choice != "balanced":
             raise InputError(f"class_weights must be 'balanced', None or a pair, got {choice!r}")
-        return _balanced(labels, counts)
+        if cap is not None and not (isinstance(cap, int | float) and cap >= 1):
+            raise InputError(f"class_weight_cap must be a number >= 1 or None, got {cap!r}")
+        w_bg, w_fg = _balanced(labels, counts)
+        return (w_bg, w_fg) if cap is None else (min(w_bg, cap), min(w_fg, cap))
     pair = tuple(float(w) for w in choice)
     if len(pair) != 2 or not all(math.isfinite(w) and w > 0 for w in pair):
         raise InputError(f"class_weights must be two positive numbers, got {choice}")

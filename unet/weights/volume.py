@@ -34,6 +34,7 @@ import numpy as np
 
 from unet.errors import InputError, InputTypeError
 from unet.geometry import Box, Coord, as_coord, blocks, check_multiple
+from unet.settings.schema import default
 from unet.weights.border import (
     ClassWeights,
     cutoff,
@@ -52,6 +53,7 @@ def weight_volume(
     w0: float = 10.0,
     sigma: float = 5.0,
     class_weights: ClassWeights = "balanced",
+    class_weight_cap: float | None = default("weights", "class_weight_cap"),
     ndim: int = 2,
     from_mask: bool = True,
     block_shape: Sequence[int] | None = None,
@@ -69,6 +71,8 @@ def weight_volume(
     w0, sigma, class_weights, sampling : as for :func:`unet.weights.border.weight_map`;
     ``"balanced"``
         class weights are computed from the pixel counts of the whole volume.
+    class_weight_cap : the most a ``"balanced"`` class weight may be (``None``: no cap; see
+        :func:`unet.weights.border.resolve_class_weights`; default: the schema's).
     ndim : 2 for cells per (y, x) slice (halo 0 along z), 3 for 3D cells.
     from_mask : compute instances with :func:`unet.weights.border.instances_from_mask` on each
     window.
@@ -97,6 +101,7 @@ def weight_volume(
         r + int(separation) for r in reach(sigma, ndim, sampling)
     )
     counted_z = _counted_slices(count_slices, shape)
+    resolve_class_weights(class_weights, counts=(1, 1), cap=class_weight_cap)  # fail before work
 
     # named once (not hashed per task); unique, so that concurrent calls never share keys
     run = uuid.uuid4().hex
@@ -105,7 +110,7 @@ def weight_volume(
     grid = list(blocks(shape, block))
     volume = Box.from_shape(shape)
     counts = _class_counts(source, grid, volume, from_mask, counted_z, separation, ndim)
-    used = resolve_class_weights(class_weights, counts=counts)
+    used = resolve_class_weights(class_weights, counts=counts, cap=class_weight_cap)
 
     options = {**border, "class_weights": used, "ndim": ndim, "separation": int(separation)}
     tasks = [
@@ -119,6 +124,7 @@ def weight_volume(
         "w0": float(w0),
         "sigma": float(sigma),
         "class_weights": list(used),
+        "class_weight_cap": class_weight_cap,
         "counts": [int(n) for n in counts],
         "count_slices": counted_z,
         "halo": list(halo),
