@@ -9,8 +9,13 @@ section; they are written first (not timed).  Each case runs in a fresh subproce
 
     python bench/segment.py [--cases 0.2 2] [--mode 2d] [--out bench/out/segment.json]
 
-``--cases`` are sizes in GB (sections of 10240 x 10240 px; 20 means 20 GB: about three hours
-on two cores in mode 2d).
+``--cases`` are sizes in GB (sections of 10240 x 10240 px).  ``--mode 2d`` runs the
+watershed and agglomeration per block (about 3 Mvox/s on one core: 20 GB take about two hours);
+``--mode threshold`` runs the same four passes with connected components as the block kernel
+(about 10 Mvox/s).  In ``threshold`` mode the rolled cells of neighbouring sections overlap,
+so every fragment joins one object across z: the largest merge graph a volume of this size
+can give (every fragment in it, one edge per touching pair), the worst case of the
+components pass, whose memory is the one part of a run that grows with the volume.
 """
 
 from __future__ import annotations
