@@ -2,11 +2,11 @@
 
 1. Predicts the validation slices (default 21-22) and the test slices (25-29) of the ingested
    ISBI stack with a trained model (one that did not train on either).
-2. Grid search on the validation slices only: mask ``threshold`` x ``seed_distance`` x
-   ``merge_threshold`` of :func:`unet.segmentation.kernels.segment` (mode ``2d``), scored by
-   the foreground-restricted V_rand per section (:mod:`unet.evaluation.instances`); the best
-   V_rand wins (ties: the earlier grid point).  Plain thresholding's level is chosen the same
-   way, so that both methods get the same chance.
+2. Grid search on the validation slices only, as rule ``segment_tune`` does it
+   (:func:`unet.segmentation.tune.choose`, its 990-point grid): mask ``threshold`` x
+   ``seed_distance`` x ``merge_threshold`` of mode ``2d``, scored by the foreground-restricted
+   V_rand per section; the best V_rand wins (ties: the earlier grid point).  Plain
+   thresholding's level is chosen the same way, so that both methods get the same chance.
 3. Scores on the test slices, once, side by side: thresholding at 0.5 (4-connected components
    of ``p > 0.5``), thresholding at its validation-chosen level, ``unet segment`` (the real
    blockwise run) with the project's defaults (:class:`unet.segmentation.config.SegmentConfig`)
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
 import shutil
 import tempfile
@@ -31,19 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-from unet.evaluation.contingency import ContingencyTable, as_instances
 from unet.evaluation.instances import instance_scores
 from unet.io import ngff
 from unet.prediction.run import PredictConfig, predict_volume
-from unet.segmentation.kernels import agglomerate, fragments, probability
+from unet.segmentation import tune
+from unet.segmentation.kernels import probability
 from unet.segmentation.run import SegmentConfig, segment_volume
 
-THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-SEED_DISTANCES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
-MERGE_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-CROSS = ndimage.generate_binary_structure(2, 1)
 KEYS = ("threshold", "seed_distance", "merge_threshold")
 
 
@@ -58,29 +52,7 @@ def predict(model: Path, raw: Path, z: tuple[int, int], out: Path) -> np.ndarray
 
 def thresholded(p: np.ndarray, level: float) -> np.ndarray:
     """4-connected components of ``p > level`` per section."""
-    return np.stack([ndimage.label(plane > level, CROSS)[0] for plane in p]).astype(np.uint32)
-
-
-def v_rand(labels: np.ndarray, sections: np.ndarray) -> float:
-    """Per-section V_rand, as :func:`unet.evaluation.instances.instance_scores` (only it)."""
-    table = ContingencyTable()
-    for z in range(labels.shape[0]):
-        table.add(labels[z].astype(np.int64), sections[z], z)
-    return table.v_rand()
-
-
-def sweep(p: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:
-    """V_rand of every grid point on the (validation) slices ``p``."""
-    sections = as_instances(truth, name="truth")
-    rows = []
-    for t, sd in itertools.product(THRESHOLDS, SEED_DISTANCES):
-        frags = fragments(p, "2d", t, sd)
-        for m in MERGE_THRESHOLDS:
-            score = v_rand(agglomerate(frags, p, m, "2d"), sections)
-            rows.append(
-                {"threshold": t, "seed_distance": sd, "merge_threshold": m, "v_rand": score}
-            )
-    return rows
+    return tune.components(p, level, "2d")
 
 
 def segment(pred: Path, work: Path, name: str, **settings: Any) -> np.ndarray:
@@ -134,16 +106,13 @@ def main() -> None:
 
         # 1. choose on the validation slices only
         start = time.perf_counter()
-        grid = sweep(p_val, truth_val)
-        best = max(grid, key=lambda r: r["v_rand"])  # max keeps the first of equal ones
-        chosen = {k: best[k] for k in KEYS}
-        sections = as_instances(truth_val, name="truth")
-        levels = {t: v_rand(thresholded(p_val, t), sections) for t in THRESHOLDS}
-        level = max(levels, key=levels.__getitem__)
+        choice = tune.choose(p_val, truth_val, "2d")  # what rule segment_tune does
+        grid, chosen = choice["grid"], choice["chosen"]
+        level = choice["thresholding"]["threshold"]
         print(f"grid of {len(grid)} points on {val_z} in {time.perf_counter() - start:.0f} s")
         defaults = {k: getattr(SegmentConfig(), k) for k in KEYS}
         print(
-            f"chosen on validation: {chosen} (V_rand {best['v_rand']:.4f}); "
+            f"chosen on validation: {chosen} (V_rand {choice['v_rand']:.4f}); "
             f"thresholding level {level}; SegmentConfig defaults: {defaults}"
             + (" = chosen" if defaults == chosen else " (NOT the chosen ones)")
         )
