@@ -13,6 +13,7 @@ import pytest
 
 from tests.segmentation.test_run import membrane_probability, voronoi_cells
 from unet.errors import InputError
+from unet.evaluation.instances import v_rand  # the truth objects found per call
 from unet.segmentation.config import SegmentConfig
 from unet.segmentation.kernels import (
     agglomerate,
@@ -20,7 +21,7 @@ from unet.segmentation.kernels import (
     fragments,
     threshold_components,
 )
-from unet.segmentation.tune import GRID, choose, chosen_settings, components, crop, sweep, v_rand
+from unet.segmentation.tune import GRID, choose, chosen_settings, components, crop, sweep
 
 SMALL = {"threshold": (0.3, 0.5), "seed_distance": (1.0, 3.0), "merge_threshold": (0.05, 0.5)}
 
@@ -80,13 +81,11 @@ def test_choose_beats_thresholding_and_records_the_grid() -> None:
     for row in rows:  # each score is the score of that point's segmentation
         frags = fragments(p, "2d", row["threshold"], row["seed_distance"])
         labels = agglomerate(frags, p, row["merge_threshold"], "2d")
-        assert row["v_rand"] == v_rand(labels, truth, "2d")
+        assert row["v_rand"] == v_rand(labels, truth)
     best = max(r["v_rand"] for r in rows)
     assert result["v_rand"] == best and {**result["chosen"], "v_rand": best} in rows
     level = result["thresholding"]
-    assert level["v_rand"] == max(
-        v_rand(components(p, t, "2d"), truth, "2d") for t in SMALL["threshold"]
-    )
+    assert level["v_rand"] == max(v_rand(components(p, t, "2d"), truth) for t in SMALL["threshold"])
     # the open wall joins cell 1 to its neighbour at every level; seeds split them
     assert result["v_rand"] > level["v_rand"] and result["v_rand"] > 0.99
     assert result["chosen"] == {"threshold": 0.5, "seed_distance": 3.0, "merge_threshold": 0.05}
@@ -116,7 +115,7 @@ def test_threshold_mode_searches_the_level_only() -> None:
     assert set(result["chosen"]) == {"threshold"}
     t = result["chosen"]["threshold"]
     assert result["thresholding"] == {"threshold": t, "v_rand": result["v_rand"]}
-    assert result["v_rand"] == v_rand(threshold_components(p, t), truth, "threshold")
+    assert result["v_rand"] == v_rand(threshold_components(p, t), truth, per_section=False)
     assert result["grid"] == sweep(p, truth, "threshold", {"threshold": (0.3, 0.5, 0.7)})
 
 
@@ -128,7 +127,7 @@ def test_3d_seed_distances_are_in_the_voxel_size() -> None:
     assert {r["seed_distance"] for r in result["grid"]} == {4.0, 8.0}
     row = result["grid"][2]  # threshold 0.3, seed distance 8 nm = 2 voxels, merge 0.05
     frags = fragments(p, "3d", 0.3, 8.0, (40.0, 4.0, 4.0))
-    assert row["v_rand"] == v_rand(agglomerate(frags, p, 0.05, "3d"), truth, "3d")
+    assert row["v_rand"] == v_rand(agglomerate(frags, p, 0.05, "3d"), truth, per_section=False)
 
 
 def test_bad_input_is_named() -> None:

@@ -69,16 +69,14 @@ def instance_scores(labels: Any, truth: Any) -> dict[str, Any]:
         raise InputError(f"labels {pred.shape} and truth {true.shape} must be equal (Z, Y, X)")
     if pred.dtype.kind not in "iu":
         raise InputError(f"labels must be an integer label image, got dtype {pred.dtype}")
-    sections = as_instances(true, name="truth")
-    per_section = ContingencyTable()
+    sections = truth_objects(true, per_section=True)
+    per_section = _table(pred, sections, per_section=True)
     seg_sum, seg_n = 0.0, 0
     for z in range(pred.shape[0]):
-        per_section.add(_compact(pred[z]), sections[z], z)
         score, n = seg_score(pred[z], sections[z])
         seg_sum, seg_n = seg_sum + (score * n if n else 0.0), seg_n + n
-    true_3d = _truth_3d(true)
-    flat = (1, -1, pred.shape[-1])  # one table over every voxel: the 3D scores
-    volume = ContingencyTable.from_labels(_compact(pred).reshape(flat), true_3d.reshape(flat))
+    true_3d = truth_objects(true, per_section=False)
+    volume = _table(pred, true_3d, per_section=False)  # the 3D scores
     fg_pred, fg_true = pred > 0, as_foreground(true, name="truth")
     union = np.count_nonzero(fg_pred | fg_true)
     return {
@@ -95,18 +93,35 @@ def instance_scores(labels: Any, truth: Any) -> dict[str, Any]:
     }
 
 
+def truth_objects(truth: Any, *, per_section: bool = True) -> np.ndarray:
+    """The truth objects the scores count: per section (``(Z, Y, X)`` ids of each section's
+    cells) or the 3D objects."""
+    true = np.asarray(truth)
+    return as_instances(true, name="truth") if per_section else _truth_3d(true)
+
+
 def v_rand(labels: np.ndarray, truth: np.ndarray, *, per_section: bool = True) -> float:
     """Only :func:`instance_scores`' ``v_rand`` (``per_section``) or ``v_rand_3d``, of
     ``(Z, Y, X)`` labels: the cheap score of a parameter search."""
+    return objects_v_rand(labels, truth_objects(truth, per_section=per_section), per_section)
+
+
+def objects_v_rand(labels: np.ndarray, objects: np.ndarray, per_section: bool) -> float:
+    """:func:`v_rand` against the :func:`truth_objects` ``objects`` (found once when one truth
+    scores many label images)."""
+    return _table(labels, objects, per_section).v_rand()
+
+
+def _table(labels: np.ndarray, objects: np.ndarray, per_section: bool) -> ContingencyTable:
+    """The contingency table of ``labels`` and truth ``objects``: per section (pooled over the
+    sections) or one table over every voxel."""
+    if not per_section:
+        flat = (1, -1, labels.shape[-1])
+        return ContingencyTable.from_labels(_compact(labels).reshape(flat), objects.reshape(flat))
     table = ContingencyTable()
-    if per_section:
-        sections = as_instances(truth, name="truth")
-        for z in range(labels.shape[0]):
-            table.add(_compact(labels[z]), sections[z], z)
-        return table.v_rand()
-    flat = (1, -1, labels.shape[-1])  # one table over every voxel
-    table.add(_compact(labels).reshape(flat), _truth_3d(truth).reshape(flat))
-    return table.v_rand()
+    for z in range(labels.shape[0]):
+        table.add(_compact(labels[z]), objects[z], z)
+    return table
 
 
 def segmentation_scores(labels: Any, truth: Any, slices: Sequence[int]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from unet.errors import InputError
-from unet.evaluation.instances import v_rand as instance_v_rand
+from unet.evaluation.instances import objects_v_rand, truth_objects
 from unet.segmentation.kernels import (
     SECTION,
     agglomerate_levels,
@@ -62,9 +62,12 @@ def crop(shape: Sequence[int], extent: int = MAX_EXTENT) -> tuple[slice, ...]:
     return (slice(0, z), *(slice(s, s + min(n, extent)) for s, n in zip(starts, yx, strict=True)))
 
 
-def v_rand(labels: np.ndarray, truth: np.ndarray, mode: str) -> float:
-    """Per section in ``2d``, of the 3D objects otherwise."""
-    return instance_v_rand(labels, truth, per_section=mode == "2d")
+def scorer(truth: np.ndarray, mode: str) -> Callable[[np.ndarray], float]:
+    """The V_rand of label images against ``truth``: per section in ``2d``, of the 3D objects
+    otherwise (the truth's objects are found once, not per grid point)."""
+    per_section = mode == "2d"
+    objects = truth_objects(truth, per_section=per_section)
+    return lambda labels: objects_v_rand(labels, objects, per_section)
 
 
 def components(p: np.ndarray, threshold: float, mode: str) -> np.ndarray:
@@ -84,9 +87,10 @@ def sweep(
 ) -> list[dict[str, float]]:
     """The V_rand of every grid point of ``2d`` / ``3d`` (``threshold``, then ``seed_distance``,
     then ``merge_threshold`` varying fastest); ``threshold`` mode: of every level."""
+    v_rand = scorer(truth, mode)
     if mode == "threshold":
         return [
-            {"threshold": t, "v_rand": v_rand(threshold_components(p, t), truth, mode)}
+            {"threshold": t, "v_rand": v_rand(threshold_components(p, t))}
             for t in grid["threshold"]
         ]
     rows = []
@@ -94,7 +98,7 @@ def sweep(
     for t, sd in itertools.product(grid["threshold"], grid["seed_distance"]):
         frags = fragments(p, mode, t, sd, sampling)
         for m, labels in zip(levels, agglomerate_levels(frags, p, levels, mode), strict=True):
-            score = v_rand(labels, truth, mode)
+            score = v_rand(labels)
             rows.append(
                 {"threshold": t, "seed_distance": sd, "merge_threshold": m, "v_rand": score}
             )
@@ -129,7 +133,8 @@ def choose(
     if mode == "threshold":  # the sweep is thresholding
         levels = [(r["threshold"], r["v_rand"]) for r in rows]
     else:
-        levels = [(t, v_rand(components(p, t, mode), truth, mode)) for t in grid["threshold"]]
+        v_rand = scorer(truth, mode)
+        levels = [(t, v_rand(components(p, t, mode))) for t in grid["threshold"]]
     level, level_score = max(levels, key=lambda item: item[1])
     return {
         "chosen": {k: v for k, v in best.items() if k != "v_rand"},
