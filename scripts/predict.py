@@ -23,8 +23,7 @@ def main(
 ) -> Any:
     """Run one prediction step; ``marker`` receives the step's summary (shards, prepare)."""
     n_shards = int(settings.get("shards", 1))
-    settings = {k: v for k, v in settings.items() if k != "shards"}
-    config = PredictConfig(**settings)
+    config = PredictConfig.from_settings(settings)
     z_range = slice_range(slices, ngff.open_array(raw).shape[0], "predict_slices")
     if step == "all":
         return predict.predict_volume(model, raw, out, config, z_range=z_range)

@@ -19,7 +19,7 @@ def main(
     mode: str,
     slices: str,
 ) -> Any:
-    config = PredictConfig(**{k: v for k, v in predict.items() if k != "shards"})
+    config = PredictConfig.from_settings(predict)
     z = parse_slices(slices, ngff.open_array(raw).shape[0], "val_slices")
     return tune_stage(model, raw, labels, z, config, mode, out, work)
 

@@ -73,11 +73,12 @@ def add_predict(sub: Any) -> None:
 def _predict(args: argparse.Namespace) -> Any:
     from unet.io import ngff
     from unet.io.slices import slice_range
-    from unet.prediction.config import PredictConfig
+    from unet.prediction.config import WORKFLOW_KEYS, PredictConfig
     from unet.prediction.run import predict_volume
 
     fields = section(args, "predict")
-    fields.pop("shards", None)
+    for key in WORKFLOW_KEYS:  # one command is one job
+        fields.pop(key, None)
     override(fields, args, ("device", "precision", "workers", "threads", "cluster", "normalize"))
     if args.overwrite:
         fields["overwrite"] = True

@@ -19,6 +19,8 @@ from unet.settings.schema import default, factory
 
 OUTPUT_DTYPES = ("uint8", "float16", "float32")
 PRECISIONS = ("fp32", "bf16", "fp16")
+# settings of the workflow around a run, not of one run: separate (SLURM array) jobs
+WORKFLOW_KEYS = ("shards",)
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,11 @@ class PredictConfig:
                 f"prefetch must be >= 0 and progress_seconds > 0, got "
                 f"{self.prefetch}, {self.progress_seconds}"
             )
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> PredictConfig:
+        """From a workflow's ``predict`` section, without its :data:`WORKFLOW_KEYS`."""
+        return cls(**{k: v for k, v in settings.items() if k not in WORKFLOW_KEYS})
 
     def record(self) -> dict[str, Any]:
         """JSON-ready settings (provenance)."""

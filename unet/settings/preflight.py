@@ -18,6 +18,7 @@ from unet.errors import InputError
 from unet.io.ingest import IngestConfig, Source
 from unet.io.slices import parse_slices, slice_range
 from unet.model import UNet
+from unet.prediction.config import WORKFLOW_KEYS as PREDICT_WORKFLOW_KEYS
 from unet.prediction.config import PredictConfig
 from unet.prediction.tiles import check_context, net_factor, tile_plan
 from unet.settings.workflow import DatasetSettings, external_model, model_of
@@ -129,7 +130,7 @@ def _check_prediction(
 ) -> None:
     """The prediction settings and tile against the net; a 3D net's first predicted slice."""
     entry = ds.dataset
-    predict = {k: v for k, v in ds.sections["predict"].items() if k != "shards"}
+    predict = {k: v for k, v in ds.sections["predict"].items() if k not in PREDICT_WORKFLOW_KEYS}
     config = _setting(ds, "predict", PredictConfig, **predict)
     tile_key = "tile_shape" if config.tile_shape is not None else "block_shape"
     try:
