@@ -10,6 +10,8 @@ model / train / weights sections; each row changes one thing.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/accuracy.py --rows project,w0_0,monai,tta8
     .venv/bin/python bench/accuracy.py --table --out bench/out/accuracy    # table of saved rows
+    .venv/bin/python bench/accuracy.py --table --rows project,w0_0,monai --medians 0,1,2
+        # rows run with --seed 0, 1, 2: each row's medians and per-seed values (medians.json)
     .venv/bin/python bench/accuracy.py --smoke --out /tmp/acc-smoke        # < 1 min
 
 Each row is written to ``<out>/<row>.json`` (so rows can run in separate processes); trained
@@ -63,6 +65,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "cosine": {"train": {"schedule": "cosine"}},
     "lr_0.003": {"train": {"lr": 0.003}},
     "base32": {"train": {"base_channels": 32}},
+    "base24": {"train": {"base_channels": 24}},
     "norm_none": {"train": {"norm": "none"}},
     "norm_instance": {"train": {"norm": "instance"}},
     "norm_group": {"train": {"norm": "group"}},
@@ -72,6 +75,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "none_tile_244": {"train": {"norm": "none", "output_tile": [244, 244]}, "equal_time": True},
     "none_tile_324": {"train": {"norm": "none", "output_tile": [324, 324]}, "equal_time": True},
     "tile_244": {"train": {"output_tile": [244, 244]}, "equal_time": True},
+    "base32_eq": {"train": {"base_channels": 32}, "equal_time": True},
 }
 for _name in ("project", "tta8", "w0_0", "w0_30", "sigma_10", "cosine", "grown_box", "dropout2"):
     # at batch 1 a BatchNorm net trains exactly as an InstanceNorm one: these rows re-score the
@@ -187,12 +191,12 @@ def predictor_fn(model: Any) -> Any:
 
 def score(predict: Any, raw: np.ndarray, cells: np.ndarray, tta: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for split, zs, warping in (("val", VAL, False), ("test", TEST, True)):
+    for split, zs in (("val", VAL), ("test", TEST)):
         volume = raw[zs]
         t0 = time.perf_counter()
         prob = levers.dihedral_average(predict, volume) if tta else predict(volume)
         seconds = time.perf_counter() - t0
-        s = challenge_scores(list(prob), list(cells[zs] * 255), warping=warping)
+        s = challenge_scores(list(prob), list(cells[zs] * 255), warping=True)
         out[split] = {**s, "predict_seconds": seconds}
     val_t = out["val"]["rand_threshold"]
     idx = out["test"]["by_threshold"]["legacy_thresholds"].index(round(val_t, 1))
@@ -215,7 +219,7 @@ def run_row(name: str, args: argparse.Namespace, raw: np.ndarray, cells: np.ndar
         steps = equal_time_steps(recipe, raw, cells, args)
     info: dict[str, Any] = {}
     if recipe["model"] == "monai":
-        trainer = monai_trainer(raw, cells, args.smoke)
+        trainer = monai_trainer(raw, cells, args.smoke, recipe["train"]["seed"])
         t0 = time.perf_counter()
         losses = [trainer.step() for _ in range(steps)]
         info = {"seconds": time.perf_counter() - t0, "loss_last100": float(np.mean(losses[-100:]))}
@@ -273,10 +277,12 @@ def equal_time_steps(recipe: dict, raw: np.ndarray, cells: np.ndarray, args: Any
     return steps
 
 
-def monai_trainer(raw: np.ndarray, cells: np.ndarray, smoke: bool) -> levers.MonaiTrainer:
+def monai_trainer(
+    raw: np.ndarray, cells: np.ndarray, smoke: bool, seed: int = 0
+) -> levers.MonaiTrainer:
     patch = 32 if smoke else 256
     features = (2, 2, 2, 2, 2, 2) if smoke else None
-    return levers.MonaiTrainer(raw, cells, TRAIN, patch, seed=0, features=features)
+    return levers.MonaiTrainer(raw, cells, TRAIN, patch, seed=seed, features=features)
 
 
 def monai_steps(recipe: dict, raw: np.ndarray, cells: np.ndarray, args: Any) -> int:
@@ -308,18 +314,21 @@ def monai_steps(recipe: dict, raw: np.ndarray, cells: np.ndarray, args: Any) -> 
 def table(results: list[dict]) -> str:
     head = (
         "| run | budget | Rand error | pixel error | warping error | V_rand thinned | "
-        "V_info thinned | rand@val_t | val Rand |\n|---|---|---|---|---|---|---|---|---|"
+        "V_info thinned | rand@val_t | val Rand | val warping |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in results:
         t, v = r["test"], r["val"]
         budget = f"{r['steps']} steps, {r['seconds'] / 60:.1f} min"
-        warp = "n/a" if t["warping_error"] is None else f"{t['warping_error']:.6f}"
+        warp, vwarp = (
+            "n/a" if s.get("warping_error") is None else f"{s['warping_error']:.6f}" for s in (t, v)
+        )
         lines.append(
             f"| {r['row']} | {budget} | {t['rand_error']:.4f} (t={t['rand_threshold']:.1f}) | "
             f"{t['pixel_error']:.4f} | {warp} | {t['v_rand_thinned']:.4f} | "
             f"{t['v_info_thinned']:.4f} | {t['rand_error_at_val_threshold']:.4f} | "
-            f"{v['rand_error']:.4f} |"
+            f"{v['rand_error']:.4f} | {vwarp} |"
         )
     return "\n".join(lines)
 
@@ -334,6 +343,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=0, help="base recipe's steps (0: the config's)")
     p.add_argument("--seed", type=int, default=None, help="base recipe's seed (the config's)")
+    p.add_argument(
+        "--medians", default="", help="seeds, e.g. 0,1,2: also a table of each row's medians"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -352,6 +364,62 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "table.md").write_text(text + "\n")
     (args.out / "accuracy.json").write_text(json.dumps(results, indent=1, default=str))
     print(text)
+    if args.medians:
+        seeds = [int(x) for x in args.medians.split(",")]
+        summary = medians(names, seeds, args)
+        (args.out / "medians.json").write_text(json.dumps(summary, indent=1))
+        print(medians_table(summary))
+
+
+MEDIAN_KEYS = ("rand_error", "pixel_error", "warping_error")
+
+
+def medians(names: list[str], seeds: list[int], args: argparse.Namespace) -> list[dict]:
+    """Each row's saved runs over ``seeds``: per-seed values and medians of the test scores and
+    the validation Rand and warping errors (rows with no saved run are left out)."""
+    out = []
+    for name in names:
+        runs = []
+        for seed in seeds:
+            f = args.out / f"{row_file(name, argparse.Namespace(steps=args.steps, seed=seed))}.json"
+            if f.exists():
+                runs.append(json.loads(f.read_text()))
+        if not runs:
+            continue
+        row: dict[str, Any] = {"row": name, "seeds": [r["recipe"]["train"]["seed"] for r in runs]}
+        row["steps"] = [r["steps"] for r in runs]
+        row["minutes"] = float(np.median([r["seconds"] for r in runs])) / 60
+        for split, keys in (("test", MEDIAN_KEYS), ("val", ("rand_error", "warping_error"))):
+            for key in keys:
+                values = [r[split][key] for r in runs]
+                row[f"{split}_{key}"] = {"median": float(np.median(values)), "runs": values}
+        out.append(row)
+    return out
+
+
+def medians_table(summary: list[dict]) -> str:
+    head = (
+        "| run | seeds | steps | min | Rand error | pixel error | warping error | val Rand | "
+        "val warping |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in summary:
+        cells = []
+        for key, fmt in zip(
+            ("test_rand_error", "test_pixel_error", "test_warping_error", "val_rand_error",
+             "val_warping_error"),
+            (".4f", ".4f", ".6f", ".4f", ".6f"),
+            strict=True,
+        ):  # fmt: skip
+            m = r[key]
+            runs = ", ".join(format(v, fmt) for v in m["runs"])
+            cells.append(f"**{format(m['median'], fmt)}** ({runs})")
+        steps = "/".join(str(s) for s in r["steps"])
+        seeds = ",".join(str(s) for s in r["seeds"])
+        lines.append(
+            f"| {r['row']} | {seeds} | {steps} | {r['minutes']:.1f} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

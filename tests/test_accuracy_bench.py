@@ -3,6 +3,8 @@ runs: ``bench/accuracy.py --smoke`` runs every kind of row in well under a minut
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -69,7 +71,29 @@ def test_table_formats_a_row() -> None:
     row = {"row": "x", "steps": 10, "seconds": 60, "test": scores, "val": scores}
     assert accuracy.table([row]).splitlines()[-1] == (
         "| x | 10 steps, 1.0 min | 0.1000 (t=0.9) | 0.0500 | 0.001000 | 0.9000 | 0.9500 | "
-        "0.1100 | 0.1000 |"
+        "0.1100 | 0.1000 | 0.001000 |"
+    )
+
+
+def test_medians_over_seeds(tmp_path: Path) -> None:
+    def scores(rand: float) -> dict:
+        return {"rand_error": rand, "pixel_error": rand / 2, "warping_error": rand / 100}
+
+    for seed, rand in ((0, 0.3), (1, 0.1), (2, 0.2)):
+        row = {
+            "row": f"project_seed{seed}", "recipe": {"train": {"seed": seed}}, "steps": 10 + seed,
+            "seconds": 60.0 * (seed + 1), "test": scores(rand), "val": scores(2 * rand),
+        }  # fmt: skip
+        (tmp_path / f"project_seed{seed}.json").write_text(json.dumps(row))
+    args = argparse.Namespace(out=tmp_path, steps=0)
+    (summary,) = accuracy.medians(["project", "monai"], [0, 1, 2, 3], args)  # no monai runs
+    assert summary["seeds"] == [0, 1, 2] and summary["steps"] == [10, 11, 12]
+    assert summary["minutes"] == 2.0
+    assert summary["test_rand_error"] == {"median": 0.2, "runs": [0.3, 0.1, 0.2]}
+    assert summary["val_warping_error"]["median"] == pytest.approx(0.004)
+    line = accuracy.medians_table([summary]).splitlines()[-1]
+    assert line.startswith(
+        "| project | 0,1,2 | 10/11/12 | 2.0 | **0.2000** (0.3000, 0.1000, 0.2000) |"
     )
 
 
