@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
@@ -108,3 +109,30 @@ def test_iou_and_best_f1() -> None:
     prob = np.array([0.2, 0.7, 0.4, 0.1])
     assert rare_class.iou(prob, truth) == pytest.approx(0.5)
     assert rare_class.best_f1(prob, truth) == (pytest.approx(1.0), 0.3)
+
+
+def test_use_adam_keeps_the_schedule() -> None:
+    from unet.training.config import TrainConfig
+    from unet.training.step import Trainer
+
+    config = TrainConfig(
+        base_channels=2, depth=1, output_tile=[4, 4], steps=4, schedule="poly", poly_power=1.0
+    )
+    trainer = Trainer(config, torch.device("cpu"))
+    levers.use_adam(trainer, 1e-3)
+    assert isinstance(trainer.optimizer, torch.optim.Adam)
+    assert trainer.lr == pytest.approx(1e-3)
+    n = config.input_tile[0]
+    batch = (torch.rand(1, 1, n, n), torch.randint(0, 2, (1, n, n)), torch.ones(1, n, n))
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.step(batch)
+    assert trainer.lr == pytest.approx(1e-3 * 0.75)  # poly power 1: (1 - 1/4)
+    assert any(
+        not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters(), strict=True)
+    )
+    assert (
+        accuracy.row_recipe(
+            "adam", accuracy.base_recipe(accuracy.ROOT / "config/config.yaml"), False
+        )["adam"]
+        == 1e-3
+    )
