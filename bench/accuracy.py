@@ -376,7 +376,14 @@ def main(argv: list[str] | None = None) -> None:
         print(medians_table(summary))
 
 
-MEDIAN_KEYS = ("rand_error", "pixel_error", "warping_error")
+MEDIAN_COLUMNS = (
+    ("test", "rand_error", ".4f"),
+    ("test", "pixel_error", ".4f"),
+    ("test", "warping_error", ".6f"),
+    ("val", "rand_error", ".4f"),
+    ("val", "warping_error", ".6f"),
+)
+"""(split, score, format) of each column of :func:`medians_table`, as :func:`medians` keys them."""
 
 
 def medians(names: list[str], seeds: list[int], args: argparse.Namespace) -> list[dict]:
@@ -394,10 +401,9 @@ def medians(names: list[str], seeds: list[int], args: argparse.Namespace) -> lis
         row: dict[str, Any] = {"row": name, "seeds": [r["recipe"]["train"]["seed"] for r in runs]}
         row["steps"] = [r["steps"] for r in runs]
         row["minutes"] = float(np.median([r["seconds"] for r in runs])) / 60
-        for split, keys in (("test", MEDIAN_KEYS), ("val", ("rand_error", "warping_error"))):
-            for key in keys:
-                values = [r[split][key] for r in runs]
-                row[f"{split}_{key}"] = {"median": float(np.median(values)), "runs": values}
+        for split, key, _ in MEDIAN_COLUMNS:
+            values = [r[split][key] for r in runs]
+            row[f"{split}_{key}"] = {"median": float(np.median(values)), "runs": values}
         out.append(row)
     return out
 
@@ -410,13 +416,8 @@ def medians_table(summary: list[dict]) -> str:
     lines = [head]
     for r in summary:
         cells = []
-        for key, fmt in zip(
-            ("test_rand_error", "test_pixel_error", "test_warping_error", "val_rand_error",
-             "val_warping_error"),
-            (".4f", ".4f", ".6f", ".4f", ".6f"),
-            strict=True,
-        ):  # fmt: skip
-            m = r[key]
+        for split, key, fmt in MEDIAN_COLUMNS:
+            m = r[f"{split}_{key}"]
             runs = ", ".join(format(v, fmt) for v in m["runs"])
             cells.append(f"**{format(m['median'], fmt)}** ({runs})")
         steps = "/".join(str(s) for s in r["steps"])
