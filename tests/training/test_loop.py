@@ -129,6 +129,7 @@ def test_yaml_values_are_normalised() -> None:
         ({"lr": 0.0}, ValueError, "need lr > 0"),
         ({"momentum": 1.0}, ValueError, r"momentum in \[0, 1\)"),
         ({"schedule": "step"}, ValueError, "schedule must be constant, poly or cosine"),
+        ({"optimizer": "rmsprop"}, ValueError, "optimizer must be sgd or adam, got 'rmsprop'"),
         ({"poly_power": 0}, ValueError, "poly_power must be > 0"),
         ({"seed": -1}, ValueError, "seed must be non-negative"),
         ({"train_slices": ()}, ValueError, "train_slices must not be empty"),
@@ -190,6 +191,7 @@ def test_identity_ignores_runtime_settings() -> None:
     base = TrainConfig(val_slices=(0,))
     assert replace(base, **runtime).identity((5, 9, 9)) == base.identity((5, 9, 9))
     assert replace(base, lr=0.1).identity((5, 9, 9)) != base.identity((5, 9, 9))
+    assert replace(base, optimizer="adam").identity((5, 9, 9)) != base.identity((5, 9, 9))
     assert base.identity((5, 9, 9)) != base.identity((6, 9, 9))
 
 
@@ -248,9 +250,12 @@ def test_train_writes_model_metrics_and_curve(tmp_path) -> None:
     assert not (tmp_path / "state.pt").exists()
 
 
-def test_training_fits_a_batch() -> None:
-    config = replace(TINY, base_channels=4, dropout=0.0, lr=0.05, schedule="constant")
-    trainer = Trainer(config, torch.device("cpu"))
+@pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.05), ("adam", 0.01)])
+def test_training_fits_a_batch(optimizer, lr) -> None:
+    config = replace(TINY, base_channels=4, dropout=0.0, lr=lr, schedule="constant")
+    trainer = Trainer(replace(config, optimizer=optimizer), torch.device("cpu"))
+    kind = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+    assert type(trainer.optimizer) is kind and trainer.lr == pytest.approx(lr)
     rng = np.random.default_rng(0)
     classes = torch.from_numpy(rng.integers(0, 2, (1, 24, 24)))
     batch = (

@@ -18,6 +18,7 @@ from unet.training.augment import AugmentConfig
 
 Precision = Literal["fp32", "bf16", "fp16"]
 Schedule = Literal["constant", "poly", "cosine"]
+Optimizer = Literal["sgd", "adam"]
 Slices = tuple[int, ...] | str
 
 ARCH_FIELDS = ("base_channels", "depth", "ndim", "batch_norm", "dropout", "norm")
@@ -47,7 +48,10 @@ class TrainConfig:
         (``norm`` ``None``: ``batch`` if ``batch_norm`` else ``none``).
     output_tile : output tile per axis, ``ndim`` entries (paper: 388 x 388, from 572 x 572).
     steps, batch_size : optimisation steps, patches per step (paper: batch 1).
-    lr, momentum, weight_decay : SGD (paper: momentum 0.99; it gives no learning rate).
+    optimizer : ``sgd`` (the paper's, with ``momentum``) or ``adam`` (``torch.optim.Adam`` with
+        its default betas; ``momentum`` unused; take ``lr`` about 1e-3).
+    lr, momentum, weight_decay : learning rate, SGD momentum (paper: 0.99; it gives no learning
+        rate), L2 penalty.
     schedule : learning-rate factor over the steps: ``constant``, ``poly``
         (``(1 - s / steps) ** poly_power``) or ``cosine`` (``(1 + cos(pi s / steps)) / 2``).
     seed : seeds the initial weights, dropout and every patch (sample ``i`` is a pure function
@@ -84,6 +88,7 @@ class TrainConfig:
     output_tile: tuple[int, ...] = default("train", "output_tile")
     steps: int = default("train", "steps")
     batch_size: int = default("train", "batch_size")
+    optimizer: Optimizer = default("train", "optimizer")
     lr: float = default("train", "lr")
     momentum: float = default("train", "momentum")
     weight_decay: float = default("train", "weight_decay")
@@ -156,6 +161,10 @@ class TrainConfig:
             self.lr > 0 and 0 <= self.momentum < 1 and self.weight_decay >= 0,
             f"need lr > 0, momentum in [0, 1), weight_decay >= 0, got {self.lr}, "
             f"{self.momentum}, {self.weight_decay}",
+        )
+        _require(
+            self.optimizer in ("sgd", "adam"),
+            f"optimizer must be sgd or adam, got {self.optimizer!r}",
         )
         _require(
             self.schedule in ("constant", "poly", "cosine"),

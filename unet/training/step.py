@@ -22,8 +22,18 @@ from unet.training.config import TrainConfig
 from unet.training.loss import weighted_cross_entropy
 
 
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """``config.optimizer`` over ``model``'s parameters: the paper's SGD with momentum, or Adam."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
 class Trainer:
-    """The net with its SGD optimizer, LR schedule and AMP gradient scaler, on ``device``.
+    """The net with its optimizer (SGD or Adam), LR schedule and AMP gradient scaler, on
+    ``device``.
 
     The initial weights are drawn after ``torch.manual_seed(config.seed)``.
     """
@@ -39,12 +49,7 @@ class Trainer:
         self.model.to(device).train()
         if self.channels_last:  # torch's type stubs omit Module.to's memory_format
             self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-        )
+        self.optimizer = make_optimizer(self.model, config)
 
         def factor(step: int) -> float:
             t = min(step / config.steps, 1.0)
@@ -61,8 +66,8 @@ class Trainer:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def step(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
-        """One SGD step on ``(image (N, 1, *I), classes (N, *I), weights (N, *I))``; returns the
-        loss (a device scalar: reading it waits for the GPU)."""
+        """One optimisation step on ``(image (N, 1, *I), classes (N, *I), weights (N, *I))``;
+        returns the loss (a device scalar: reading it waits for the GPU)."""
         image, classes, weights = (t.to(self.device, non_blocking=True) for t in batch)
         with autocast(self.device, self.config.precision):
             logits = self.model(image.contiguous(memory_format=self.memory_format))
