@@ -76,7 +76,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "none_tile_324": {"train": {"norm": "none", "output_tile": [324, 324]}, "equal_time": True},
     "tile_244": {"train": {"output_tile": [244, 244]}, "equal_time": True},
     "base32_eq": {"train": {"base_channels": 32}, "equal_time": True},
-    "adam": {"adam": 1e-3},  # MONAI's optimiser and learning rate on the project's net
+    "adam": {"train": {"optimizer": "adam", "lr": 1e-3}},  # MONAI's optimiser and lr on our net
 }
 for _name in ("project", "tta8", "w0_0", "w0_30", "sigma_10", "cosine", "grown_box", "dropout2"):
     # at batch 1 a BatchNorm net trains exactly as an InstanceNorm one: these rows re-score the
@@ -114,8 +114,6 @@ def row_recipe(
         "grown": spec.get("grown", False),
         "dropout2": spec.get("dropout2", False),
     }
-    if spec.get("adam"):
-        recipe["adam"] = spec["adam"]
     if spec.get("equal_time"):
         recipe["equal_time"] = True
     key = hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -168,8 +166,6 @@ def unet_row(recipe: dict, raw: np.ndarray, cells: np.ndarray, steps: int) -> tu
     weights = weight_volume(cells, **recipe["weights"])
     trainer = Trainer(config, torch.device("cpu"))
     hook = levers.add_second_dropout(trainer.model, config.dropout) if recipe["dropout2"] else None
-    if recipe.get("adam"):
-        levers.use_adam(trainer, recipe["adam"])
     dataset_type = levers.GrownBoxDataset if recipe["grown"] else PatchDataset
     dataset = dataset_type(
         raw, cells, weights, config.input_tile, config.output_tile, TRAIN, config.seed,

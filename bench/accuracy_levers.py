@@ -9,7 +9,6 @@
   then centre-cropped to the net's input.
 * :func:`add_second_dropout`: the released Caffe model's dropout after the 512-channel stage (the
   second-deepest level), on top of the one after the 1024-channel stage.
-* :func:`use_adam`: Adam (MONAI's recipe: lr 1e-3) in place of SGD 0.99, the same schedule.
 * :func:`monai_row`: MONAI's ``BasicUNet`` (same-padded), Dice + cross-entropy, MONAI's random
   flips and rotations, Adam: what a new user would write with MONAI.
 """
@@ -102,13 +101,6 @@ def add_second_dropout(model: torch.nn.Module, p: float) -> Any:
         return F.dropout(output, p, module.training)
 
     return model.downs[-2].register_forward_hook(hook)
-
-
-def use_adam(trainer: Any, lr: float) -> None:
-    """Swap ``trainer``'s SGD for Adam at ``lr`` with the trainer's own schedule factor."""
-    factor = trainer.scheduler.lr_lambdas[0]
-    trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=lr)
-    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, factor)
 
 
 def batch_norm_train_mode(model: torch.nn.Module) -> None:

@@ -111,15 +111,19 @@ def test_iou_and_best_f1() -> None:
     assert rare_class.best_f1(prob, truth) == (pytest.approx(1.0), 0.3)
 
 
-def test_use_adam_keeps_the_schedule() -> None:
+def test_adam_row_trains_with_adam_on_the_schedule() -> None:
     from unet.training.config import TrainConfig
     from unet.training.step import Trainer
 
+    train = accuracy.row_recipe(
+        "adam", accuracy.base_recipe(accuracy.ROOT / "config/config.yaml"), False
+    )["train"]
+    assert (train["optimizer"], train["lr"]) == ("adam", 1e-3)
     config = TrainConfig(
-        base_channels=2, depth=1, output_tile=[4, 4], steps=4, schedule="poly", poly_power=1.0
-    )
+        base_channels=2, depth=1, output_tile=[4, 4], steps=4, schedule="poly", poly_power=1.0,
+        optimizer=train["optimizer"], lr=train["lr"],
+    )  # fmt: skip
     trainer = Trainer(config, torch.device("cpu"))
-    levers.use_adam(trainer, 1e-3)
     assert isinstance(trainer.optimizer, torch.optim.Adam)
     assert trainer.lr == pytest.approx(1e-3)
     n = config.input_tile[0]
@@ -129,10 +133,4 @@ def test_use_adam_keeps_the_schedule() -> None:
     assert trainer.lr == pytest.approx(1e-3 * 0.75)  # poly power 1: (1 - 1/4)
     assert any(
         not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters(), strict=True)
-    )
-    assert (
-        accuracy.row_recipe(
-            "adam", accuracy.base_recipe(accuracy.ROOT / "config/config.yaml"), False
-        )["adam"]
-        == 1e-3
     )
