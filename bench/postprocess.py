@@ -6,7 +6,8 @@ challenge scorer (:mod:`unet.evaluation.isbi2012`) as it is and after each of: G
 (sigma px, per slice), median filters, 3 x 3 grey opening and closing, and the project's 2d
 segmentation (:func:`unet.segmentation.kernels.segment` with the settings that ``segment_tune``
 chose) drawn as a map: 1 inside each object, 0 on its one-pixel boundary and on the background.
-Each row also gives the split and merger pixels at its best warping threshold.
+Each row also gives the split and merger pixels at its best warping threshold (the scorer's
+``by_threshold`` counts).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/postprocess.py PREDICTION.zarr --slices 25-29 \\
         --segment results-cpu/isbi2012/segment_settings.json --out bench/out/postprocess.json
@@ -27,7 +28,6 @@ import zarr
 from scipy import ndimage
 
 from unet.evaluation.isbi2012 import challenge_scores
-from unet.evaluation.warping import splits_and_mergers, warp_truth
 from unet.io.slices import parse_slices
 from unet.segmentation.kernels import segment
 
@@ -64,21 +64,12 @@ def boundary_map(labels: np.ndarray) -> np.ndarray:
     return ((labels > 0) & ~edge).astype(np.float32)
 
 
-def split_merge(cells: np.ndarray, truth: np.ndarray, threshold: float) -> tuple[int, int]:
-    """Split and merger pixels of ``cells`` (z, y, x) against ``truth`` at ``threshold``, summed
-    over the slices (the warping error's numerator)."""
-    counts = [
-        splits_and_mergers(warp_truth(t > 0, c, threshold), c > threshold)
-        for c, t in zip(cells, truth, strict=True)
-    ]
-    return int(sum(c[0] for c in counts)), int(sum(c[1] for c in counts))
-
-
 def row(name: str, cells: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     """The challenge's scores of one map, with its split and merger pixels."""
     t0 = time.perf_counter()
     s = challenge_scores(list(cells), list(truth))
-    splits, mergers = split_merge(cells, truth, s["warping_threshold"])
+    best = s["by_threshold"]["legacy_thresholds"].index(round(s["warping_threshold"], 1))
+    splits, mergers = s["by_threshold"]["splits"][best], s["by_threshold"]["mergers"][best]
     keys = ("rand_error", "rand_threshold", "pixel_error", "warping_error", "warping_threshold")
     out = {"row": name, **{k: s[k] for k in keys}, "splits": splits, "mergers": mergers}
     return {**out, "seconds": time.perf_counter() - t0}
@@ -88,13 +79,14 @@ def load(prediction: Path, slices: str) -> tuple[np.ndarray, np.ndarray, list[in
     """(p(cell) float32, truth, z indices) of the prediction's slices in ``slices``."""
     group = zarr.open_group(str(prediction), mode="r")
     z0, z1 = group.attrs.asdict().get("unet", {}).get("z_range", [0, group["0"].shape[0]])
-    wanted = list(parse_slices(slices, 30))
+    labels = tifffile.imread(LABELS)
+    wanted = list(parse_slices(slices, len(labels)))
     missing = [z for z in wanted if not z0 <= z < z1]
     if missing:
         raise SystemExit(f"{prediction}: holds slices {z0}-{z1 - 1}, not {missing}")
     p = np.asarray(group["0"][[z - z0 for z in wanted]])
     p = p.astype(np.float32) / 255.0 if p.dtype == np.uint8 else p.astype(np.float32)
-    return p, tifffile.imread(LABELS)[wanted], wanted
+    return p, labels[wanted], wanted
 
 
 def table(rows: list[dict[str, Any]]) -> str:

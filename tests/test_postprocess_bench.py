@@ -31,12 +31,12 @@ def test_a_perfect_map_has_no_split_or_merger() -> None:
     truth = np.full((1, 12, 12), 255, np.uint8)
     truth[0, :, 5:7] = 0
     cells = (truth > 0).astype(np.float32)
-    assert postprocess.split_merge(cells, truth, 0.5) == (0, 0)
     r = postprocess.row("perfect", cells, truth)
+    assert (r["splits"], r["mergers"]) == (0, 0)
     assert r["rand_error"] == r["pixel_error"] == r["warping_error"] == 0.0
     gap = cells.copy()
     gap[0, 4:6, 5:7] = 1.0  # a gap in the membrane merges the two cells
-    assert postprocess.split_merge(gap, truth, 0.5)[1] > 0
+    assert postprocess.row("gap", gap, truth)["mergers"] > 0
 
 
 def test_filters_keep_the_shape() -> None:

@@ -77,6 +77,9 @@ def test_warping_error_is_the_minimum_over_thresholds() -> None:
     # t = 0.0: the outer membrane is cell too, the two cells meet along all 16 rows
     assert scores["by_threshold"]["warping_error"][:4] == [16 / 256] + [12 / 256] * 3
     assert scores["by_threshold"]["warping_error"][4:] == [0.0] * 6
+    # the weak membrane is missed below 0.35: every error pixel there is a merger
+    assert scores["by_threshold"]["mergers"][:4] == [16, 12, 12, 12]
+    assert scores["by_threshold"]["splits"] == [0] * 10
     assert (scores["warping_error"], scores["warping_threshold"]) == (0.0, 0.4)
     assert challenge_scores([prob], [truth], warping=False)["warping_error"] is None
 
