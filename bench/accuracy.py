@@ -46,6 +46,7 @@ from unet.training.step import Trainer  # noqa: E402
 from unet.weights.border import instances_from_mask, resolve_class_weights, weight_map  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+CLDICE_ITERATIONS = 10  # soft-skeleton erosions: membranes up to ~20 px thick (nnU-Net's value)
 TRAIN, VAL, TEST = list(range(20)), [21, 22], [25, 26, 27, 28, 29]
 
 ROWS: dict[str, dict[str, Any]] = {
@@ -77,6 +78,9 @@ ROWS: dict[str, dict[str, Any]] = {
     "tile_244": {"train": {"output_tile": [244, 244]}, "equal_time": True},
     "base32_eq": {"train": {"base_channels": 32}, "equal_time": True},
     "adam": {"train": {"optimizer": "adam", "lr": 1e-3}},  # MONAI's optimiser and lr on our net
+    "cldice": {"cldice": 0.5},  # + 0.5 x soft-clDice on the membrane class (topology)
+    "cldice_1": {"cldice": 1.0},
+    "ema": {"ema": 0.1},  # score the weights' moving average, time constant 10 % of the steps
 }
 for _name in ("project", "tta8", "w0_0", "w0_30", "sigma_10", "cosine", "grown_box", "dropout2"):
     # at batch 1 a BatchNorm net trains exactly as an InstanceNorm one: these rows re-score the
@@ -114,6 +118,9 @@ def row_recipe(
         "grown": spec.get("grown", False),
         "dropout2": spec.get("dropout2", False),
     }
+    for lever in ("cldice", "ema"):  # only when set, so that the other rows keep their keys
+        if spec.get(lever):
+            recipe[lever] = spec[lever]
     if spec.get("equal_time"):
         recipe["equal_time"] = True
     key = hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -166,16 +173,25 @@ def unet_row(recipe: dict, raw: np.ndarray, cells: np.ndarray, steps: int) -> tu
     weights = weight_volume(cells, **recipe["weights"])
     trainer = Trainer(config, torch.device("cpu"))
     hook = levers.add_second_dropout(trainer.model, config.dropout) if recipe["dropout2"] else None
+    if recipe.get("cldice"):
+        trainer.loss = levers.with_cldice(recipe["cldice"], CLDICE_ITERATIONS)
     dataset_type = levers.GrownBoxDataset if recipe["grown"] else PatchDataset
     dataset = dataset_type(
         raw, cells, weights, config.input_tile, config.output_tile, TRAIN, config.seed,
         config.augment,
     )  # fmt: skip
+    average = None
+    if "ema" in recipe:
+        average = levers.WeightAverage(trainer.model, recipe["ema"] * steps)
     t0, losses = time.perf_counter(), []
     for i in range(steps):
         image, classes, w = dataset[i]
         losses.append(float(trainer.step((image[None], classes[None], w[None]))))
+        if average is not None:
+            average.update(trainer.model)
     seconds = time.perf_counter() - t0
+    if average is not None:
+        average.copy_to(trainer.model)
     if hook is not None:
         hook.remove()  # training-only dropout: nothing to do at inference, but keep it clean
     model = trainer.model.eval()

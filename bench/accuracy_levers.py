@@ -9,6 +9,12 @@
   then centre-cropped to the net's input.
 * :func:`add_second_dropout`: the released Caffe model's dropout after the 512-channel stage (the
   second-deepest level), on top of the one after the 1024-channel stage.
+* :func:`with_cldice`: the paper's weighted cross-entropy plus ``weight`` x soft-clDice (Shit et
+  al. 2021, CVPR, "clDice - a novel topology-preserving loss function for tubular structure
+  segmentation"; MONAI's ``soft_skel``) on the membrane class (0): a topology term aimed at the
+  split and merger pixels the warping error counts.
+* :class:`WeightAverage`: an exponential moving average of the weights over the last steps
+  (time constant a fraction of the run), the net that is scored.
 * :func:`monai_row`: MONAI's ``BasicUNet`` (same-padded), Dice + cross-entropy, MONAI's random
   flips and rotations, Adam: what a new user would write with MONAI.
 """
@@ -27,6 +33,7 @@ import torch.nn.functional as F
 from unet.geometry import Box, Window, center_crop, read_mirrored
 from unet.io.normalize import to_unit
 from unet.training.augment import augment
+from unet.training.loss import weighted_cross_entropy
 from unet.training.sampler import PatchDataset, Sample
 from unet.weights.border import separate
 
@@ -101,6 +108,48 @@ def add_second_dropout(model: torch.nn.Module, p: float) -> Any:
         return F.dropout(output, p, module.training)
 
     return model.downs[-2].register_forward_hook(hook)
+
+
+def with_cldice(weight: float, iterations: int) -> Callable[..., torch.Tensor]:
+    """Loss ``(logits, classes, weights) -> weighted CE + weight * soft-clDice(membrane)``.
+
+    soft-clDice = 1 - 2 Tprec Tsens / (Tprec + Tsens), Tprec = |S(P) * Y| / |S(P)| and
+    Tsens = |S(Y) * P| / |S(Y)| (+1 smoothing), P the predicted membrane probability, Y the
+    true membrane mask, S MONAI's soft skeleton after ``iterations`` erosions.
+    """
+    from monai.losses.cldice import soft_skel
+
+    def loss(logits: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        base = weighted_cross_entropy(logits, classes, weights)
+        target = center_crop(classes, tuple(logits.shape[2:]))
+        p = torch.softmax(logits, 1)[:, :1]
+        y = (target == 0).to(p.dtype)[:, None]
+        skel_p, skel_y = soft_skel(p, iterations), soft_skel(y, iterations)
+        t_prec = ((skel_p * y).sum() + 1.0) / (skel_p.sum() + 1.0)
+        t_sens = ((skel_y * p).sum() + 1.0) / (skel_y.sum() + 1.0)
+        return base + weight * (1.0 - 2.0 * t_prec * t_sens / (t_prec + t_sens))
+
+    return loss
+
+
+class WeightAverage:
+    """Exponential moving average of ``model``'s parameters and buffers, time constant ``tau``
+    steps (decay ``1 - 1 / tau``); :meth:`copy_to` puts the average into the model."""
+
+    def __init__(self, model: torch.nn.Module, tau: float) -> None:
+        self.decay = 1.0 - 1.0 / tau
+        self.average = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.average[k].lerp_(v, 1.0 - self.decay)
+            else:
+                self.average[k].copy_(v)
+
+    def copy_to(self, model: torch.nn.Module) -> None:
+        model.load_state_dict(self.average)
 
 
 def batch_norm_train_mode(model: torch.nn.Module) -> None:

@@ -134,3 +134,36 @@ def test_adam_row_trains_with_adam_on_the_schedule() -> None:
     assert any(
         not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters(), strict=True)
     )
+
+
+def test_cldice_row_adds_the_topology_term_to_the_paper_loss() -> None:
+    pytest.importorskip("monai")
+    from unet.training.loss import weighted_cross_entropy
+
+    base = accuracy.base_recipe(accuracy.ROOT / "config/config.yaml")
+    project = accuracy.row_recipe("project", base, smoke=False)
+    row = accuracy.row_recipe("cldice", base, smoke=False)
+    assert row["cldice"] == 0.5 and "cldice" not in project and row["key"] != project["key"]
+    classes = torch.ones(1, 12, 12, dtype=torch.int64)
+    classes[:, 5:7, :] = 0  # a membrane (class 0) across the tile
+    weights = torch.ones(1, 12, 12)
+    right = torch.where(classes == 0, -8.0, 8.0)[:, None] * torch.tensor([-1.0, 1.0])[:, None, None]
+    broken = right.clone()
+    broken[:, :, 5:7, 4:8] = torch.tensor([-8.0, 8.0])[:, None, None]  # a gap: cells merge
+    loss = levers.with_cldice(1.0, 3)
+    extra_right = loss(right, classes, weights) - weighted_cross_entropy(right, classes, weights)
+    extra_broken = loss(broken, classes, weights) - weighted_cross_entropy(broken, classes, weights)
+    assert float(extra_right) < 0.01 < 0.1 < float(extra_broken)  # the gap costs, the truth not
+
+
+def test_weight_average_tracks_and_replaces_the_weights() -> None:
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = levers.WeightAverage(model, tau=4.0)  # decay 0.75
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average.update(model)
+    average.update(model)
+    average.copy_to(model)
+    torch.testing.assert_close(model.weight, torch.full((1, 2), 1 - 0.75**2))

@@ -50,6 +50,7 @@ class Trainer:
         if self.channels_last:  # torch's type stubs omit Module.to's memory_format
             self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.optimizer = make_optimizer(self.model, config)
+        self.loss = weighted_cross_entropy  # (logits, classes, weights) -> scalar
 
         def factor(step: int) -> float:
             t = min(step / config.steps, 1.0)
@@ -71,7 +72,7 @@ class Trainer:
         image, classes, weights = (t.to(self.device, non_blocking=True) for t in batch)
         with autocast(self.device, self.config.precision):
             logits = self.model(image.contiguous(memory_format=self.memory_format))
-        loss = weighted_cross_entropy(logits.float(), classes, weights)
+        loss = self.loss(logits.float(), classes, weights)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
