@@ -80,6 +80,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "adam": {"train": {"optimizer": "adam", "lr": 1e-3}},  # MONAI's optimiser and lr on our net
     "cldice": {"cldice": 0.5},  # + 0.5 x soft-clDice on the membrane class (topology)
     "cldice_1": {"cldice": 1.0},
+    "bf16": {"train": {"precision": "bf16"}},  # bf16 autocast on the CPU (avx512_bf16: 1.5x)
+    "bf16_eq": {"train": {"precision": "bf16"}, "equal_time": True},  # ... and its extra steps
     "ema": {"ema": 0.1},  # score the weights' moving average, time constant 10 % of the steps
 }
 for _name in ("project", "tta8", "w0_0", "w0_30", "sigma_10", "cosine", "grown_box", "dropout2"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -250,10 +251,16 @@ def test_train_writes_model_metrics_and_curve(tmp_path) -> None:
     assert not (tmp_path / "state.pt").exists()
 
 
-@pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.05), ("adam", 0.01)])
-def test_training_fits_a_batch(optimizer, lr) -> None:
+@pytest.mark.parametrize(
+    ("optimizer", "lr", "precision"),
+    [("sgd", 0.05, "fp32"), ("adam", 0.01, "fp32"), ("sgd", 0.05, "bf16")],
+)
+def test_training_fits_a_batch(optimizer, lr, precision, monkeypatch) -> None:
+    monkeypatch.setattr("unet.training.step.native_cpu_bf16", lambda: True)  # no warning here
     config = replace(TINY, base_channels=4, dropout=0.0, lr=lr, schedule="constant")
-    trainer = Trainer(replace(config, optimizer=optimizer), torch.device("cpu"))
+    trainer = Trainer(
+        replace(config, optimizer=optimizer, precision=precision), torch.device("cpu")
+    )
     kind = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     assert type(trainer.optimizer) is kind and trainer.lr == pytest.approx(lr)
     rng = np.random.default_rng(0)
@@ -265,6 +272,17 @@ def test_training_fits_a_batch(optimizer, lr) -> None:
     )
     losses = [float(trainer.step(batch)) for _ in range(40)]
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_warns(native, monkeypatch) -> None:
+    monkeypatch.setattr("unet.training.step.native_cpu_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer(replace(TINY, precision="bf16"), torch.device("cpu"))
+        Trainer(replace(TINY, precision="fp32"), torch.device("cpu"))
+    emulated = [w for w in caught if "without native bf16" in str(w.message)]
+    assert len(emulated) == (0 if native else 1)
 
 
 def test_mismatched_volumes_name_the_files(tmp_path) -> None:

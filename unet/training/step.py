@@ -31,6 +31,11 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     )
 
 
+def native_cpu_bf16() -> bool:
+    """Does this CPU compute bf16 natively (oneDNN's check: AVX512-BF16 or AMX)?"""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 class Trainer:
     """The net with its optimizer (SGD or Adam), LR schedule and AMP gradient scaler, on
     ``device``.
@@ -60,6 +65,12 @@ class Trainer:
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+        if config.precision == "bf16" and device.type == "cpu" and not native_cpu_bf16():
+            warnings.warn(
+                "precision bf16 on a CPU without native bf16 (AVX512-BF16 or AMX): it is "
+                "emulated and may train slower than fp32",
+                stacklevel=2,
+            )
 
     @property
     def lr(self) -> float:
