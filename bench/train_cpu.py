@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
+from unet.cli.training import train_config
 from unet.training.config import TrainConfig
 from unet.training.step import Trainer, native_cpu_bf16
 
@@ -43,10 +43,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out/train_cpu.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    raw = yaml.safe_load(args.config.read_text())
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    settings = {k: v for k, v in {**raw["model"], **raw["train"]}.items() if k in fields}
-    config = TrainConfig(**{**settings, "device": "cpu", "workers": 0, "val_every": 0})
+    # the TrainConfig that `unet train --config F` builds (unknown keys are bad input there)
+    namespace = argparse.Namespace(config=str(args.config))
+    config = train_config(namespace, device="cpu", workers=0, val_every=0)
     shape = config.input_tile
     batch = (
         torch.rand(1, 1, *shape),
