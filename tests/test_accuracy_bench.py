@@ -64,6 +64,16 @@ def test_rows_change_one_thing() -> None:
     assert seeded["key"] != project["key"] and seeded["train"]["seed"] == 1
 
 
+def test_only_the_oracle_row_trains_on_test_slices() -> None:
+    base = accuracy.base_recipe(accuracy.ROOT / "config/config.yaml")
+    for name in accuracy.ROWS:
+        train = set(accuracy.row_recipe(name, base, smoke=False)["train"]["train_slices"])
+        assert train.isdisjoint(accuracy.VAL), name  # thresholds are never chosen on training
+        assert train.isdisjoint(accuracy.TEST) == (name != "oracle"), name
+    oracle = accuracy.row_recipe("oracle", base, smoke=False)
+    assert set(oracle["train"]["train_slices"]) == set(range(30)) - set(accuracy.VAL)
+
+
 def test_table_formats_a_row() -> None:
     scores = {
         "rand_error": 0.1, "rand_threshold": 0.9, "pixel_error": 0.05, "warping_error": 0.001,
