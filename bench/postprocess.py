@@ -7,7 +7,9 @@ challenge scorer (:mod:`unet.evaluation.isbi2012`) as it is and after each of: G
 segmentation (:func:`unet.segmentation.kernels.segment` with the settings that ``segment_tune``
 chose) drawn as a map: 1 inside each object, 0 on its one-pixel boundary and on the background.
 Each row also gives the split and merger pixels at its best warping threshold (the scorer's
-``by_threshold`` counts).
+``by_threshold`` counts).  ``--per-slice`` adds, for the map as predicted, each slice's split +
+merger pixels at the stack's best threshold and at the slice's own best one (how far the
+error is spread over the sections; the challenge picks one threshold for the stack).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/postprocess.py PREDICTION.zarr --slices 25-29 \\
         --segment results-cpu/isbi2012/segment_settings.json --out bench/out/postprocess.json
@@ -27,7 +29,8 @@ import tifffile
 import zarr
 from scipy import ndimage
 
-from unet.evaluation.isbi2012 import challenge_scores
+from unet.evaluation.isbi2012 import LEGACY_THRESHOLDS, challenge_scores
+from unet.evaluation.warping import splits_and_mergers_per_threshold
 from unet.io.slices import parse_slices
 from unet.segmentation.kernels import segment
 
@@ -75,6 +78,21 @@ def row(name: str, cells: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     return {**out, "seconds": time.perf_counter() - t0}
 
 
+def slice_errors(cells: np.ndarray, truth: np.ndarray, zs: list[int], stack_t: float) -> list[dict]:
+    """Each slice's split + merger pixels at the stack's best threshold ``stack_t`` and at the
+    slice's own best threshold (of the challenge's 0.0, 0.1, ..., 0.9)."""
+    at = [round(t, 1) for t in LEGACY_THRESHOLDS].index(round(stack_t, 1))
+    out = []
+    for z, p, t in zip(zs, cells, truth, strict=True):
+        counts = splits_and_mergers_per_threshold(t, p, LEGACY_THRESHOLDS)
+        best = int(np.argmin(counts))
+        out.append(
+            {"z": z, "at_stack_threshold": counts[at], "fewest": counts[best],
+             "fewest_threshold": round(LEGACY_THRESHOLDS[best], 1), "counts": counts}
+        )  # fmt: skip
+    return out
+
+
 def load(prediction: Path, slices: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """(p(cell) float32, truth, z indices) of the prediction's slices in ``slices``."""
     group = zarr.open_group(str(prediction), mode="r")
@@ -107,10 +125,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--slices", default="25-29", help="ISBI slices to score (default 25-29)")
     p.add_argument("--segment", type=Path, help="segment_settings.json: also the 2d segmentation")
     p.add_argument("--rows", default=",".join(FILTERS), help=f"of {', '.join(FILTERS)}")
+    p.add_argument("--per-slice", action="store_true", help="each slice's split + merger px")
     p.add_argument("--out", type=Path, default=Path("bench/out/postprocess.json"))
     args = p.parse_args(argv)
     cells, truth, wanted = load(args.prediction, args.slices)
     rows = [row("as predicted", cells, truth)]
+    slices = []
+    if args.per_slice:
+        slices = slice_errors(cells, truth, wanted, rows[0]["warping_threshold"])
+        print("| slice | split + merger px at the stack's threshold | fewest (threshold) |")
+        print("|---|---|---|")
+        for r in slices:
+            print(
+                f"| {r['z']} | {r['at_stack_threshold']} | {r['fewest']} @{r['fewest_threshold']} |"
+            )
     for name in [n for n in args.rows.split(",") if n]:
         if name not in FILTERS:
             p.error(f"unknown row {name!r}; rows: {', '.join(FILTERS)}")
@@ -124,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     record = {"prediction": str(args.prediction), "slices": wanted, "rows": rows}
+    if slices:
+        record["per_slice"] = slices
     args.out.write_text(json.dumps(record, indent=1))
 
 

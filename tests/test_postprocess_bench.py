@@ -59,3 +59,17 @@ def test_load_refuses_slices_the_prediction_lacks(tmp_path) -> None:
     with pytest.raises(SystemExit, match=r"holds slices 21-22, not \[25\]"):
         postprocess.load(tmp_path / "p.zarr", "25")
     json.dumps(postprocess.row("zeros", cells[:1, :32, :32], truth[:1, :32, :32]))
+
+
+def test_slice_errors_add_up_to_the_stack_count() -> None:
+    truth = np.full((2, 12, 12), 255, np.uint8)
+    truth[:, :, 5:7] = 0  # two cells in each slice
+    cells = (truth > 0).astype(np.float32)
+    cells[1, 4:6, 5:7] = 0.95  # slice 1: a confident gap merges its two cells
+    stack = postprocess.row("stack", cells, truth)
+    per = postprocess.slice_errors(cells, truth, [7, 8], stack["warping_threshold"])
+    assert [r["z"] for r in per] == [7, 8]
+    assert per[0]["fewest"] == per[0]["at_stack_threshold"] == 0  # the perfect slice
+    assert per[1]["at_stack_threshold"] > 0 and per[1]["fewest"] <= per[1]["at_stack_threshold"]
+    total = sum(r["at_stack_threshold"] for r in per)
+    assert total == stack["splits"] + stack["mergers"]  # the stack's count is the slices' sum
