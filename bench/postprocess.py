@@ -29,8 +29,7 @@ import tifffile
 import zarr
 from scipy import ndimage
 
-from unet.evaluation.isbi2012 import LEGACY_THRESHOLDS, challenge_scores
-from unet.evaluation.warping import splits_and_mergers_per_threshold
+from unet.evaluation.isbi2012 import challenge_scores
 from unet.io.slices import parse_slices
 from unet.segmentation.kernels import segment
 
@@ -68,27 +67,28 @@ def boundary_map(labels: np.ndarray) -> np.ndarray:
 
 
 def row(name: str, cells: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
-    """The challenge's scores of one map, with its split and merger pixels."""
+    """The challenge's scores of one map, with its split and merger pixels (the stack's at its
+    best warping threshold, and each slice's at every threshold)."""
     t0 = time.perf_counter()
     s = challenge_scores(list(cells), list(truth))
-    best = s["by_threshold"]["legacy_thresholds"].index(round(s["warping_threshold"], 1))
-    splits, mergers = s["by_threshold"]["splits"][best], s["by_threshold"]["mergers"][best]
+    by = s["by_threshold"]
+    best = by["legacy_thresholds"].index(round(s["warping_threshold"], 1))
     keys = ("rand_error", "rand_threshold", "pixel_error", "warping_error", "warping_threshold")
-    out = {"row": name, **{k: s[k] for k in keys}, "splits": splits, "mergers": mergers}
+    out = {"row": name, **{k: s[k] for k in keys}, "splits": by["splits"][best]}
+    out.update(mergers=by["mergers"][best], thresholds=by["legacy_thresholds"], warping_index=best)
+    out["by_slice"] = by["split_merger_pixels_by_slice"]  # slice x threshold
     return {**out, "seconds": time.perf_counter() - t0}
 
 
-def slice_errors(cells: np.ndarray, truth: np.ndarray, zs: list[int], stack_t: float) -> list[dict]:
-    """Each slice's split + merger pixels at the stack's best threshold ``stack_t`` and at the
-    slice's own best threshold (of the challenge's 0.0, 0.1, ..., 0.9)."""
-    at = [round(t, 1) for t in LEGACY_THRESHOLDS].index(round(stack_t, 1))
+def slice_errors(scored: dict[str, Any], zs: list[int]) -> list[dict]:
+    """Each slice's split + merger pixels in a :func:`row` at the stack's best threshold and at
+    the slice's own best threshold (of the challenge's 0.0, 0.1, ..., 0.9)."""
     out = []
-    for z, p, t in zip(zs, cells, truth, strict=True):
-        counts = splits_and_mergers_per_threshold(t, p, LEGACY_THRESHOLDS)
+    for z, counts in zip(zs, scored["by_slice"], strict=True):
         best = int(np.argmin(counts))
         out.append(
-            {"z": z, "at_stack_threshold": counts[at], "fewest": counts[best],
-             "fewest_threshold": round(LEGACY_THRESHOLDS[best], 1), "counts": counts}
+            {"z": z, "at_stack_threshold": counts[scored["warping_index"]], "fewest": counts[best],
+             "fewest_threshold": scored["thresholds"][best], "counts": counts}
         )  # fmt: skip
     return out
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [row("as predicted", cells, truth)]
     slices = []
     if args.per_slice:
-        slices = slice_errors(cells, truth, wanted, rows[0]["warping_threshold"])
+        slices = slice_errors(rows[0], wanted)
         print("| slice | split + merger px at the stack's threshold | fewest (threshold) |")
         print("|---|---|---|")
         for r in slices:

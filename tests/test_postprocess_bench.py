@@ -67,7 +67,7 @@ def test_slice_errors_add_up_to_the_stack_count() -> None:
     cells = (truth > 0).astype(np.float32)
     cells[1, 4:6, 5:7] = 0.95  # slice 1: a confident gap merges its two cells
     stack = postprocess.row("stack", cells, truth)
-    per = postprocess.slice_errors(cells, truth, [7, 8], stack["warping_threshold"])
+    per = postprocess.slice_errors(stack, [7, 8])
     assert [r["z"] for r in per] == [7, 8]
     assert per[0]["fewest"] == per[0]["at_stack_threshold"] == 0  # the perfect slice
     assert per[1]["at_stack_threshold"] > 0 and per[1]["fewest"] <= per[1]["at_stack_threshold"]

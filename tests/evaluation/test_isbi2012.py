@@ -17,6 +17,7 @@ from unet.evaluation.isbi2012 import (
     fiji_thresholds,
     thin_boundaries,
 )
+from unet.evaluation.warping import splits_and_mergers_per_threshold
 
 
 def test_thresholds_are_fijis_accumulated_loop() -> None:
@@ -129,3 +130,28 @@ def test_scorer_errors() -> None:
         scorer.add(np.zeros((2, 2), np.float32), np.zeros((2, 3), np.uint8))
     with pytest.raises(TypeError, match="probability must be float in"):
         scorer.add(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8))
+
+
+def test_split_merger_pixels_by_slice_are_each_slices_own_count() -> None:
+    truth = np.full((12, 12), 255, np.uint8)
+    truth[:, 5:7] = 0  # two cells
+    perfect = (truth > 0).astype(np.float32)
+    gap = perfect.copy()
+    gap[4:6, 5:7] = 0.95  # a confident gap merges the two cells at every threshold
+    scores = challenge_scores([perfect, gap], [truth, truth])
+    by = scores["by_threshold"]
+    by_slice = by["split_merger_pixels_by_slice"]
+    thresholds = list(LEGACY_THRESHOLDS)
+    assert by_slice == [  # what warping each slice alone gives
+        splits_and_mergers_per_threshold(truth, p, thresholds) for p in (perfect, gap)
+    ]
+    assert by_slice[0] == [0] * 10 and min(by_slice[1]) > 0
+    assert [a + b for a, b in zip(*by_slice, strict=True)] == [
+        s + m for s, m in zip(by["splits"], by["mergers"], strict=True)
+    ]
+    assert (
+        challenge_scores([gap], [truth], warping=False)["by_threshold"][
+            "split_merger_pixels_by_slice"
+        ]
+        is None
+    )

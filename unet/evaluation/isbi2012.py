@@ -114,7 +114,7 @@ class ChallengeScorer:
         self._pixels = np.zeros((n, 3), np.int64)  # tp, fp, fn per threshold
         self._rand = [ContingencyTable() for _ in LEGACY_THRESHOLDS]
         self._thinned = [ContingencyTable() for _ in LEADERBOARD_THRESHOLDS]
-        self._split_merge = np.zeros((n, 2), np.int64)  # split, merger pixels per threshold
+        self._split_merge: list[np.ndarray] = []  # each slice's split, merger px per threshold
         self._n_pixels = 0
         self._n_slices = 0
 
@@ -131,6 +131,7 @@ class ChallengeScorer:
         true_labels = as_instances(true, name="truth")
         true_cell = true_labels != 0
         z = self._n_slices
+        split_merge = np.zeros((len(LEGACY_THRESHOLDS), 2), np.int64)
         for k, t in enumerate(LEGACY_THRESHOLDS):
             cell = p > t
             self._pixels[k] += (
@@ -141,11 +142,12 @@ class ChallengeScorer:
             self._rand[k].add(ndimage.label(cell, CROSS)[0], true_labels, z=z)
             if self.warping:
                 warped = warp_truth(true_cell, pixels, t)
-                self._split_merge[k] += splits_and_mergers(warped, cell)
+                split_merge[k] = splits_and_mergers(warped, cell)
         thinned_truth = thin_boundaries(true_labels)
         for k, t in enumerate(LEADERBOARD_THRESHOLDS):
             thinned = thin_boundaries(ndimage.label(p > t, CROSS)[0])
             self._thinned[k].add(thinned, thinned_truth, z=z)
+        self._split_merge.append(split_merge)
         self._n_pixels += p.size
         self._n_slices += 1
 
@@ -162,7 +164,8 @@ class ChallengeScorer:
         out["pixel_error"] = 1.0 - f
         f, out["rand_threshold"] = _best(rand_f, LEGACY_THRESHOLDS, lowest=False)
         out["rand_error"] = 1.0 - f
-        warping = [float(c) / self._n_pixels for c in self._split_merge.sum(axis=1)]
+        split_merge = np.sum(self._split_merge, axis=0)  # the stack's, per threshold
+        warping = [float(c) / self._n_pixels for c in split_merge.sum(axis=1)]
         if self.warping:
             out["warping_error"], out["warping_threshold"] = _best(
                 warping, LEGACY_THRESHOLDS, lowest=True
@@ -180,8 +183,11 @@ class ChallengeScorer:
             "pixel_error": [1.0 - v for v in pixel_f],
             "rand_error": [1.0 - v for v in rand_f],
             "warping_error": warping if self.warping else None,
-            "splits": self._split_merge[:, 0].tolist() if self.warping else None,
-            "mergers": self._split_merge[:, 1].tolist() if self.warping else None,
+            "splits": split_merge[:, 0].tolist() if self.warping else None,
+            "mergers": split_merge[:, 1].tolist() if self.warping else None,
+            "split_merger_pixels_by_slice": (
+                [c.sum(axis=1).tolist() for c in self._split_merge] if self.warping else None
+            ),
             "leaderboard_thresholds": [round(t, 1) for t in LEADERBOARD_THRESHOLDS],
             "v_rand_thinned": v_rand,
             "v_info_thinned": v_info,
